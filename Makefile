@@ -1,0 +1,27 @@
+# harlib developer commands. `make setup` then `make test` is what CI runs (.ci/run).
+PY ?= .venv/bin/python
+BIN := $(dir $(PY))
+
+.PHONY: setup test check nbtest pytest export clean docs quickstart
+
+setup:
+	python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0
+	.venv/bin/pip install -q -e ".[dev]"
+
+## the test command: sync/clean checks, every notebook, the pytest suite
+test: check nbtest pytest
+
+check:
+	@$(PY) tests/check_sync.py
+
+nbtest:
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)nbdev_test --n_workers 2 --do_print
+
+pytest:
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
+
+export:
+	$(BIN)nbdev_export
+
+clean:
+	$(BIN)nbdev_clean
