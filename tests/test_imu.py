@@ -129,3 +129,10 @@ def test_non_monotonic_timestamps():
 def test_bad_spec():
     with pytest.raises(ValueError, match='gyro_lsb'): SensorSpec(50, gyro_unit='counts')
     with pytest.raises(ValueError, match='unknown acc_unit'): SensorSpec(50, acc_unit='mg')
+
+# --- benchmark stays correct (the quick case: a few seconds) -----------------------------------------------
+def test_bench_imu_quick_same_windows():
+    from harlib import bench_imu
+    f = bench_imu.run(quick=True)
+    assert f['same_windows'] and f['windows'] == 120 and f['max_abs_diff'] < 1e-4
+    assert f['harlib_windows_per_s'] > f['naive_windows_per_s']
