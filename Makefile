@@ -7,6 +7,10 @@ BIN := $(dir $(PY))
 setup:
 	python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0
 	.venv/bin/pip install -q -e ".[dev]"
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: Chromium is not installed (the docs browser test needs it: apt-get install chromium)"
 
 ## the test command: sync/clean checks, every notebook, the pytest suite
 test: check nbtest pytest
