@@ -133,7 +133,7 @@ class Classifier(nn.Module):
         self.feature, self.n_classes = feature, n_classes
         self.feature_dim = encoder.embed_dim if feature == 'post' else src.feature_dim
         self.head = nn.Linear(self.feature_dim, n_classes)
-        base = getattr(encoder, 'config', {}) or {}
+        base = encoder.config if isinstance(getattr(encoder, 'config', None), dict) else {}
         self.config = dict(kind='classifier', preset=base.get('preset'), imu=copy.deepcopy(base.get('imu')),
                            embed_dim=base.get('embed_dim'), dropout=base.get('dropout', 0.1),
                            n_classes=n_classes, feature=feature)
@@ -233,7 +233,10 @@ def load_checkpoint(path, trusted: bool = False) -> tuple[nn.Module, dict]:
     ck = read_checkpoint(path, trusted)
     try: model = build_model_from_config(_strip_pretrained(ck['config']))
     except Exception as e: raise ValueError(f'checkpoint {path}: cannot rebuild its model from its config: {e}') from e
-    res = model.load_state_dict(ck['state_dict'], strict=False)
+    try: res = model.load_state_dict(ck['state_dict'], strict=False)
+    except RuntimeError as e:
+        raise ValueError(f'checkpoint {path} does not match its config (harlib {ck.get("harlib_version")}): '
+                         f'{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}') from None
     if res.missing_keys or res.unexpected_keys:
         raise ValueError(f'checkpoint {path} does not match its config (harlib {ck.get("harlib_version")}): '
                          f'missing {res.missing_keys[:3]}, unexpected {res.unexpected_keys[:3]}')
