@@ -273,8 +273,8 @@ def split_seed(seed:int, shots:int, repeat:int) -> int:
     "The training seed of one split (head init, batch order)."
     return int(np.random.default_rng([seed, 3, shots, repeat]).integers(2**31))
 
-def linear_probe(feats, y, splits, n_classes:int, seed:int=0, **kw) -> list:
-    "Test metrics of a linear head per split (`feats[idx]` gives features); `kw` go to `fit_linear`."
+def linear_probe(feats, y, splits, n_classes:int, seed:int=0, heads:dict=None, **kw) -> list:
+    "Test metrics of a linear head per split (`feats[idx]` gives features); `kw` go to `fit_linear`; `heads` collects them."
     y, out, groups = np.asarray(y, int), {}, {}
     for i, s in enumerate(splits): groups.setdefault((s.shots, len(s.train), len(s.val)), []).append(i)
     for ids in groups.values():
@@ -283,6 +283,7 @@ def linear_probe(feats, y, splits, n_classes:int, seed:int=0, **kw) -> list:
                        [split_seed(seed, s.shots, s.repeat) for s in ss],
                        Xv=np.stack([feats[s.val] for s in ss]) if val else None, yv=np.stack([y[s.val] for s in ss]) if val else None, **kw)
         for j, (i, s) in enumerate(zip(ids, ss)):
+            if heads is not None: heads[(s.shots, s.repeat)] = dict(W=h.W[j].clone(), b=h.b[j].clone(), mu=h.mu[j].clone(), sd=h.sd[j].clone())
             out[i] = dict(shots=s.shots, repeat=s.repeat, best_epoch=h.best_epoch[j],
                           **classification_metrics(y[s.test], h.predict(feats[s.test])[j], n_classes))
     return [out[i] for i in range(len(splits))]
@@ -327,14 +328,15 @@ def finetune(encoder, X, y, n_classes:int, seed:int=0, epochs:int=25, lr_encoder
     return model.eval()
 
 # %% ../nbs/08_evaluate.ipynb #c064
-def finetune_protocol(encoder, windows, y, splits, n_classes:int, seed:int=0, **kw) -> list:
-    "Test metrics of `finetune` per split; `windows(idx)` (or an array) gives the IMU windows."
+def finetune_protocol(encoder, windows, y, splits, n_classes:int, seed:int=0, models:dict=None, **kw) -> list:
+    "Test metrics of `finetune` per split; `windows(idx)` (or an array) gives the IMU windows; `models` collects state dicts."
     get = windows if callable(windows) else (lambda idx: np.asarray(windows)[idx])
     y, out = np.asarray(y, int), []
     for s in splits:
         val = dict(Xv=get(s.val), yv=y[s.val]) if len(s.val) else {}
         m = finetune(encoder, get(s.train), y[s.train], n_classes, seed=split_seed(seed, s.shots, s.repeat), **val, **kw)
         dev = next(m.parameters()).device
+        if models is not None: models[(s.shots, s.repeat)] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
         out.append(dict(shots=s.shots, repeat=s.repeat, **classification_metrics(y[s.test], predict(m, get(s.test), device=dev), n_classes)))
     return out
 
