@@ -1,0 +1,68 @@
+"""harlib.synthetic: physics of the simulated IMUs, determinism, and the three on-disk layouts."""
+import json, numpy as np, pandas as pd, pytest
+from harlib.synthetic import (ACTIVITIES, G, make_subject, simulate, clip_program, day_program, corpus, write, main,
+                              MMEA_CLASSES, PD_CLASSES)
+
+def test_rest_reads_one_g_on_every_placement():
+    s = make_subject(5)
+    ses = simulate(s, [('standing', 10)], seed=1, placements=('head', 'chest', 'wrist'), video=False, noise=False)
+    for p, imu in ses.imu.items():
+        assert abs(np.linalg.norm(imu['acc'], axis=1).mean() - G) < 0.05, p
+        assert np.abs(imu['gyro']).mean() < 0.3, p
+
+def test_deterministic_from_seed():
+    s = make_subject(2)
+    a, b = (simulate(s, clip_program('walking', 8), seed=4, size=32) for _ in range(2))
+    np.testing.assert_array_equal(a.imu['head']['acc'], b.imu['head']['acc'])
+    np.testing.assert_array_equal(a.frames, b.frames)
+    c = simulate(s, clip_program('walking', 8), seed=5, size=32)
+    assert not np.array_equal(a.imu['head']['acc'], c.imu['head']['acc'])
+
+def test_session_shapes_and_labels():
+    s = make_subject(1)
+    ses = simulate(s, [('sitting', 6), ('sit_to_stand', 3), ('walking', 6)], seed=0, size=64, fps=10)
+    assert ses.imu['head']['acc'].shape == (750, 3) and ses.imu['head']['acc'].dtype == np.float32
+    assert ses.frames.shape == (150, 64, 64, 3) and ses.frames.dtype == np.uint8
+    np.testing.assert_allclose(ses.frame_t[:3], [0, .1, .2])
+    assert set(np.unique(ses.labels)) == {-1, ACTIVITIES.index('sitting'), ACTIVITIES.index('sit_to_stand'), ACTIVITIES.index('walking')}
+    assert [a for _, _, a in ses.segments] == ['sitting', 'sit_to_stand', 'walking']
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match='unknown activity'): simulate(make_subject(0), [('flying', 3)])
+    with pytest.raises(ValueError, match='unknown placement'): simulate(make_subject(0), [('standing', 3)], placements=('ankle',))
+    with pytest.raises(ValueError, match='unknown layout'): write('kinetics', '/tmp/x')
+
+def test_ego4d_layout(tmp_path):
+    root = write('ego4d', tmp_path / 'e', subjects=1, minutes=1, seed=2, size=64, log=lambda *a: None)
+    meta = json.loads((root / 'ego4d.json').read_text())
+    v = meta['videos'][0]; uid = v['video_uid']
+    assert v['has_imu'] and abs(v['video_metadata']['video_duration_sec'] - 60) < 1e-6
+    df = pd.read_csv(root / 'imu' / f'{uid}.csv')
+    assert list(df.columns) == ['canonical_timestamp_ms', 'gyro_x', 'gyro_y', 'gyro_z', 'accl_x', 'accl_y', 'accl_z']
+    dt = np.diff(df.canonical_timestamp_ms.values); assert 4.5 < np.median(dt) < 5.5 and (dt > 0).all()
+    x = np.load(root / 'processed_imu' / f'{uid}.npy'); ts = np.load(root / 'processed_imu' / f'{uid}_timestamps.npy')
+    assert x.shape == (6, len(df)) and len(ts) == len(df)
+    np.testing.assert_allclose(x[:3].T, df[['accl_x', 'accl_y', 'accl_z']].values, atol=1e-5)
+    assert (root / 'video' / f'{uid}.mp4').stat().st_size > 1000
+    bad = pd.read_csv(root / 'bad_imu_windows.csv'); assert list(bad.columns) == ['video_uid', 'start_sec', 'end_sec', 'reason']
+
+def test_mmea_layout(tmp_path):
+    root = write('mmea', tmp_path / 'm', subjects=1, minutes=0.1, seed=1, size=64, log=lambda *a: None)
+    assert root.name == 'UESTC-MMEA-CL'
+    lines = sum(((root / f'{k}.txt').read_text().splitlines() for k in ('train', 'val', 'test')), [])
+    assert len(lines) == len(MMEA_CLASSES)
+    path, first, last, label = lines[0].split(); cls = path.split('/')[0]
+    assert int(label) == int(cls.split('_')[0]) - 1 and first == '1'
+    x = np.loadtxt(root / 'sensor' / f'{path}.csv', delimiter=',')
+    assert x.shape[1] == 6 and 15 * 25 <= len(x) <= 18 * 25 + 1
+    assert (root / 'video' / f'{path}.mp4').exists()
+    if cls == '12_standing': assert abs(np.linalg.norm(x[:, :3], axis=1).mean() / 8192 - 1) < 0.05
+
+def test_pd_layout_and_cli(tmp_path):
+    assert main(['--layout', 'pd', '--out', str(tmp_path / 'p'), '--subjects', '1', '--minutes', '1', '--seed', '3']) == 0
+    for c in PD_CLASSES:
+        df = pd.read_csv(tmp_path / 'p' / 'P01' / f'{c}.csv')
+        assert list(df.columns) == ['date', 'time', 'acc_x', 'acc_y', 'acc_z', 'gyro_x', 'gyro_y', 'gyro_z']
+        t = pd.to_datetime(df.date + ' ' + df.time); assert (np.diff(t.values).astype('timedelta64[ms]').astype(int) == 20).mean() > 0.9
+    st = pd.read_csv(tmp_path / 'p' / 'P01' / 'standing.csv')
+    assert abs(np.linalg.norm(st[['acc_x', 'acc_y', 'acc_z']].values, axis=1).mean() / 4096 - 1) < 0.05
