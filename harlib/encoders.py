@@ -131,7 +131,9 @@ def build_imu_encoder(cfg: dict) -> nn.Module:
     "IMU encoder from a config dict: `name` (patchtst|cnn_gru|resnet) plus that class's arguments."
     cfg = dict(cfg); name = cfg.pop('name')
     if name not in IMU_ENCODERS: raise ValueError(f'unknown IMU encoder {name!r}; choose from {", ".join(IMU_ENCODERS)}')
-    cfg.pop('pretrained', None)
+    if cfg.pop('pretrained', None):
+        raise ValueError('IMU encoders start from random init (as in the paper); to reuse trained IMU weights, '
+                         'load a harlib checkpoint (harlib.models.load_checkpoint)')
     return IMU_ENCODERS[name](**cfg)
 
 # %% ../nbs/04_encoders.ipynb #c025

@@ -171,3 +171,18 @@ def test_projection_head_structure():
     h = ProjectionHead(768, 512)
     assert [type(x).__name__ for x in h.children()] == ['Linear', 'Linear', 'Dropout', 'LayerNorm']
     assert h.drop.p == 0.1 and h.proj.in_features == 768 and h.fc.out_features == 512
+
+
+def test_classifier_copies_encoder_by_default():
+    m = build_model('cross', 'tiny')
+    before = {k: v.clone() for k, v in m.imu_encoder.state_dict().items()}
+    clf = Classifier(m, 3, feature='post')
+    opt = torch.optim.SGD(clf.parameters(), lr=0.5)
+    F.cross_entropy(clf(IMU), torch.tensor([0, 1, 2, 0])).backward(); opt.step()
+    for k, v in m.imu_encoder.state_dict().items(): torch.testing.assert_close(v, before[k])
+    shared = Classifier(m, 3, copy=False)
+    assert shared.imu_encoder is m.imu_encoder
+
+
+def test_imu_pretrained_is_refused():
+    with pytest.raises(ValueError, match='random init'): build_model('cross', 'tiny', imu=dict(pretrained='/x'))
