@@ -7,8 +7,8 @@ __all__ = ['MODELS', 'LOSSES', 'DATASETS', 'log', 'UsageError', 'make_parser', '
            'teardown_dist', 'barrier', 'broadcast', 'gather', 'mean_over_ranks', 'seed_all', 'rng_state',
            'set_rng_state', 'warmup_cosine', 'warmup_steps', 'ResumableSampler', 'EpochSeeded', 'check_run_dir',
            'prepare_run', 'MetricsLog', 'read_metrics', 'setup_logging', 'digest', 'VideoCache', 'amp_context',
-           'pick_precision', 'contrastive_step', 'mae_step', 'data_opts', 'load_data', 'build', 'video_backbone',
-           'Objective', 'fill_cache', 'Trainer', 'main']
+           'pick_precision', 'contrastive_step', 'mae_step', 'data_opts', 'dataset_loader', 'load_data', 'build',
+           'video_backbone', 'Objective', 'fill_cache', 'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
 import argparse, builtins, contextlib, hashlib, json, logging, math, os, random, shutil, sys, time
@@ -31,7 +31,7 @@ def _flags(p):
     "The command-line flags (defaults are the released script's where it had the flag)."
     g = p.add_argument
     g('--model', default='imu_video_cross', choices=list(MODELS), help='what to pretrain')
-    g('--dataset', default='synthetic', help='harlib.datasets name: synthetic, ego4d, mmea, patient_persec/pd, folder, ...')
+    g('--dataset', default='synthetic', help='harlib.datasets name (synthetic, ego4d, mmea, patient_persec/pd, folder, ...) or pkg.module:function')
     g('--data_root', default=None, help='dataset folder (not needed for synthetic)')
     g('--data_opt', action='append', default=[], metavar='KEY=VALUE', help='extra dataset option, repeatable (e.g. subjects=4)')
     g('--preset', default='tiny', choices=['tiny', 'small', 'paper'], help='model size')
@@ -90,9 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = make_parser().parse_args(argv)
     cfg = Path(a.out or '') / 'config.json'
     if a.resume and a.out and cfg.exists():
-        given, saved = _given(argv), json.loads(cfg.read_text())['args']
+        given, saved = _given(argv), json.loads(cfg.read_text()).get('args', {})
         saved = {k: v for k, v in saved.items() if k not in ('resume', 'overwrite', 'step_sleep')}
-        a = argparse.Namespace(**{**saved, **{k: v for k, v in vars(a).items() if k in given}})
+        a = argparse.Namespace(**{**vars(a), **saved, **{k: v for k, v in vars(a).items() if k in given}})
     return resolve(a)
 
 # %% ../nbs/07_pretrain.ipynb #c013
@@ -187,7 +187,7 @@ class EpochSeeded(Dataset):
     def __len__(self): return len(self.ds)
     def item_seed(self, i: int) -> int: return hash((self.seed, self.epoch, int(i))) % 2**31
     def __getitem__(self, i):
-        s, st = self.item_seed(i), (random.getstate(), np.random.get_state())
+        i = int(i); s, st = self.item_seed(i), (random.getstate(), np.random.get_state())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s); random.seed(s); np.random.seed(s)
             try: item = self.ds[i]
@@ -262,7 +262,7 @@ class VideoCache:
         if self.exists: return
         np.lib.format.open_memmap(self.dir / 'done.npy', 'w+', np.bool_, (n,)).flush()
         np.lib.format.open_memmap(self.dir / 'feats.tmp.npy', 'w+', np.float32, (n, dim)).flush()
-        (self.dir / 'meta.json').write_text(json.dumps(dict(n=n, dim=dim, **(meta or {})), indent=1, default=str))
+        (self.dir / 'meta.json').write_text(json.dumps(dict(meta or {}, rows=n, dim=dim), indent=1, default=str))
         os.replace(self.dir / 'feats.tmp.npy', self.dir / 'feats.npy')
     def open(self, write=False):
         mode = 'r+' if write else 'r'
@@ -356,12 +356,20 @@ def data_opts(a) -> dict:
     return {k: _value(v) for k, v in (o.split('=', 1) for o in a.data_opt)}
 
 # %% ../nbs/07_pretrain.ipynb #c056
-def load_data(a, with_video: bool):
-    "The dataset of `--dataset`, with or without video, through harlib.datasets.load."
+def dataset_loader(name: str):
+    "`harlib.datasets.load` for a registered name; for 'pkg.module:function', that function (same signature)."
+    if ':' in name:
+        import importlib
+        mod, fn = name.split(':', 1)
+        return getattr(importlib.import_module(mod), fn)
     from harlib import datasets
-    name, opts = DATASETS.get(a.dataset, a.dataset), data_opts(a)
+    return lambda root=None, **kw: datasets.load(DATASETS.get(name, name), root=root, **kw)
+
+def load_data(a, with_video: bool):
+    "The dataset of `--dataset`, with or without video."
+    opts = data_opts(a)
     if with_video: opts.setdefault('num_frames', a.clip_len)
-    return datasets.load(name, root=a.data_root, with_video=with_video, **opts)
+    return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
 
 def build(a) -> nn.Module:
     "The model of `--model` at `--preset` (the loss sets its logit scale/bias init; --freeze_video; --video_weights)."
@@ -399,7 +407,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
         dim = getattr(encoder, 'feature_dim', None) or encoder(ds[0]['video'][None].to(d.device)).shape[-1]
         cache.create(len(ds), dim, meta)
     barrier(d); cache.open(write=True)
-    todo = cache.missing(); mine = todo[d.rank::d.world]
+    todo = cache.missing(); mine = todo[d.rank::d.world].tolist()
     if len(todo): log.info(f'video cache {cache.dir}: encoding {len(todo)} of {len(ds)} windows once')
     else: log.info(f'video cache {cache.dir}: all {len(ds)} windows cached')
     dl = DataLoader(torch.utils.data.Subset(EpochSeeded(ds, a.seed), mine), a.batch_size, num_workers=a.num_workers)
@@ -432,10 +440,10 @@ class Trainer:
         self.a, self.d = a, d
         self.out = prepare_run(a, d); setup_logging(self.out, d)
         ck = self._checkpoint()
-        seed_all(a.seed + d.rank)
+        seed_all(a.seed)  # the same initial model on every rank (and the same video-cache key)
         self.precision = pick_precision(a.precision, d.device)
         self.model = build(a).to(d.device)
-        if a.freeze_video: freeze_video(self.model)
+        seed_all(a.seed + d.rank)
         self.cache = self._video_cache()
         self.ds = EpochSeeded(load_data(a, with_video=self.wants_video and self.cache is None), a.seed)
         self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed)
@@ -538,6 +546,7 @@ class Trainer:
                    data_wait=iv['wait'] / wall)
         if d.main:
             self.metrics.write(**rec)
+            if bar.disable: log.info(f'step {self.step}/{self.total} ' + ' '.join(f'{k}={v:.4g}' for k, v in rec.items() if isinstance(v, float)))
             bar.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.2e}', sps=f'{rec["samples_per_s"]:.1f}', wait=f'{rec["data_wait"]:.0%}')
         return rec
 
@@ -552,9 +561,10 @@ class Trainer:
             lr = self.sched.get_last_lr()[0]; loss, o = self._step(micro)
             self.step += 1; self.batch += a.accum_steps; iv['loss'] += loss; iv['n'] += 1; bar.update(1)
             if a.step_sleep: time.sleep(a.step_sleep)
-            if self.step % a.log_steps == 0 or self.step == self.total:
-                rec = self._log(iv, o, lr, bar); iv = dict(t0=time.perf_counter(), wait=0., loss=0., n=0)
+            logged = self.step % a.log_steps == 0 or self.step == self.total
+            if logged: rec = self._log(iv, o, lr, bar)
             if a.ckpt_steps and self.step % a.ckpt_steps == 0 and self.batch < self.spe * a.accum_steps: self.save()
+            if logged: iv = dict(t0=time.perf_counter(), wait=0., loss=0., n=0)  # checkpoint time not counted
         self.last = rec or getattr(self, 'last', None)
         return self.batch >= self.spe * a.accum_steps
 
