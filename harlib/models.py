@@ -84,16 +84,25 @@ class CrossModalModel(nn.Module):
         e = self.imu_head(f)
         return F.normalize(e, dim=-1) if normalize else e
 
-    def encode_video(self, video, normalize=True):
-        "Video embeddings [B, embed_dim] from uint8 clips [B, T, H, W, 3]."
+    def video_features(self, video):
+        "Video encoder features [B, video_feature_dim] (no gradients when the video encoder is frozen)."
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config['freeze_video']):
-            f = self.video_encoder(video)
-        e = self.video_head(f)
+            return self.video_encoder(video)
+
+    def encode_video(self, video=None, normalize=True, features=None):
+        "Video embeddings [B, embed_dim] from uint8 clips [B, T, H, W, 3], or from cached `features`."
+        e = self.video_head(self.video_features(video) if features is None else features)
         return F.normalize(e, dim=-1) if normalize else e
 
-    def forward(self, imu, video):
-        return dict(imu_emb=self.encode_imu(imu), video_emb=self.encode_video(video),
-                    logit_scale=self.log_scale.clamp(max=math.log(100)).exp(), logit_bias=self.logit_bias)
+    def logit_params(self):
+        "(logit_scale = exp(t), clamped at 100; logit_bias or None)."
+        return self.log_scale.clamp(max=math.log(100)).exp(), self.logit_bias
+
+    def forward(self, imu, video=None, video_features=None):
+        "Embeddings and logit parameters; pass `video_features` (cached encoder output) instead of `video`."
+        scale, bias = self.logit_params()
+        return dict(imu_emb=self.encode_imu(imu), video_emb=self.encode_video(video, features=video_features),
+                    logit_scale=scale, logit_bias=bias)
 
 # %% ../nbs/06_models.ipynb #c015
 class IMUMAE(nn.Module):

@@ -186,3 +186,14 @@ def test_classifier_copies_encoder_by_default():
 
 def test_imu_pretrained_is_refused():
     with pytest.raises(ValueError, match='random init'): build_model('cross', 'tiny', imu=dict(pretrained='/x'))
+
+
+def test_forward_from_cached_video_features():
+    m = build_model('cross', 'tiny', freeze_video=True).eval()
+    v = video()
+    feats = m.video_features(v)
+    assert feats.shape == (4, m.video_feature_dim) and not feats.requires_grad
+    a, b = m(IMU, v), m(IMU, video_features=feats)
+    torch.testing.assert_close(a['video_emb'], b['video_emb'])
+    scale, bias = m.logit_params()
+    torch.testing.assert_close(scale, a['logit_scale']) ; assert bias is m.logit_bias
