@@ -7,7 +7,8 @@ __all__ = ['G', 'ACTIVITIES', 'PLACEMENTS', 'POPULATIONS', 'CHANNELS', 'STAIR_RI
            'TEX', 'MMEA_CLASSES', 'MMEA_ACC_LSB', 'MMEA_GYRO_LSB', 'PD_CLASSES', 'PD_ACC_LSB', 'PD_GYRO_LSB', 'rot',
            'rotvec', 'mj', 'bump', 'boxcar', 'smooth_noise', 'Subject', 'make_subject', 'clip_program', 'day_program',
            'pack', 'unpack', 'Scene', 'render', 'scene', 'Session', 'simulate', 'labelled_program', 'corpus',
-           'write_mp4', 'to_counts', 'write', 'main']
+           'write_mp4', 'to_counts', 'write', 'main', 'activity_figure', 'gyro_yaw', 'head_yaw', 'frame_shift',
+           'camera_gyro_correlation', 'window_features', 'labelled_windows']
 
 # %% ../nbs/01_synthetic.ipynb #c004
 import numpy as np, json, math, argparse, functools, uuid, datetime as _dt, sys, os
@@ -174,7 +175,7 @@ def _fall(t, d, s: Subject, fs) -> dict:
     "A forward fall about the feet starting at 0.2 d: accelerating pitch, impact with a short rebound, lying prone."
     tf, T = 0.2 * d, 0.75; tau = np.clip((t - tf) / T, 0, 1)
     th = 1.5 * tau ** 2
-    k = max(1, int(0.04 * fs)); th = boxcar(boxcar(th[:, None], k), k)[:, 0]     # impact smoothed over ~40 ms
+    k = max(1, int(0.06 * fs)); th = boxcar(boxcar(th[:, None], k), k)[:, 0]     # impact smoothed over ~60 ms
     hp = s.seg['pelvis_h']; ti = np.clip(t - tf - T, 0, None)
     reb = 0.025 * np.exp(-ti / 0.08) * np.sin(2 * np.pi * 7 * ti)
     fwd = hp * np.sin(th); v = np.gradient(fwd, 1 / fs) if len(t) > 1 else 0 * t
@@ -273,12 +274,12 @@ def _trajectory(subject: Subject, ch: dict, fs: float, rng) -> dict:
     bob_f = A * 0.012 * slr * np.sin(2 * phi) + rest * s.sway * sw[:, 0]
     lat = A * (0.025 - 0.01 * r) * np.sin(phi) + rest * s.sway * sw[:, 1]
     xy = xy + bob_f[:, None] * fwd + lat[:, None] * left
-    amp_v = (0.022 * (1 - r) + 0.06 * r) * np.clip(slr, 0.3, 1.3) * (1 - 0.4 * ch['stair'])
+    amp_v = (0.022 * (1 - r) + 0.045 * r) * np.clip(slr, 0.3, 1.3) * (1 - 0.4 * ch['stair'] + 0.5 * ch['stair'] * (ch['vz'] < 0))
     trem_env = np.clip(1 + 0.3 * smooth_noise(rng, N, fs, 3)[:, 0], 0.3, 2)
     trem = s.tremor_amp * ch['tremor'] * trem_env * np.sin(2 * np.pi * s.tremor_hz * t + 0.3 * np.cumsum(sw[:, 2]) * dt)
     fog_tr = ch['freeze'] * 0.08 * np.sin(2 * np.pi * 6.5 * t)
     z = np.cumsum(ch['vz']) * dt + ch['height'] - A * amp_v * (np.cos(2 * phi) + 0.25 * np.cos(4 * phi)) \
-        + 0.004 * ch['freeze'] * np.sin(2 * np.pi * 6.5 * t)
+        + 0.0008 * ch['freeze'] * np.sin(2 * np.pi * 6.5 * t)
     floor = np.cumsum(ch['vz']) * dt
     lead = np.clip(s.head_lead * yaw_rate, -0.8, 0.8)
     armL, armR = s.arm_swing * (1 + 1.0 * r), s.arm_swing * (1 + 1.0 * r) * s.arm_asym
@@ -375,7 +376,8 @@ def _textures(seed: int = 0):
     pan = np.broadcast_to(hue, (128, 512, 3)).copy()
     pan[(rows[:, None] > 0.25) & (rows[:, None] < 0.5) & win[None]] = [200, 225, 245]   # windows
     door = (cols % 96 > 40) & (cols % 96 < 58); pan[(rows[:, None] < 0.3) & door[None]] = [90, 60, 40]
-    pan[rows < 0.03] = [60, 55, 50]                                                     # skirting
+    pan[(rows >= 0) & (rows < 0.03)] = [60, 55, 50]                                     # skirting
+    pan[rows < 0] = 150                                                                 # below the horizon: far floor
     pan[rows > 0.75] = [235, 235, 230]                                                  # ceiling
     return fine.clip(0, 255), pan
 
@@ -650,7 +652,7 @@ def _render_idx(self: Session, sc: Scene, idx, ft, view):
         sph = [(_part(pose, k), r, col[c]) for k, r, c in _EGO_PARTS]
     else:
         tgt = pose['pelvis'] + [0, 0, 0.2]; left = np.stack([-hd[:, 1], hd[:, 0]], 1)
-        eye = tgt + np.concatenate([-3.0 * hd + 1.6 * left, np.full((B, 1), 0.9)], 1); R = _look_at(eye, tgt)
+        eye = tgt + np.concatenate([-1.9 * hd + 1.1 * left, np.full((B, 1), 0.6)], 1); R = _look_at(eye, tgt)
         sph = [(pose['head'], .11, col['skin'])]
         for a, b, r, c in _BONES:
             sph += [(pose[a] + (pose[b] - pose[a]) * f, r, col[c]) for f in np.linspace(0, 1, 4)]
@@ -660,9 +662,14 @@ def _render_idx(self: Session, sc: Scene, idx, ft, view):
         if len(fi): boxes.append((fi, np.repeat(lo[None], len(fi), 0), np.repeat(hi[None], len(fi), 0), np.repeat([bc], len(fi), 0)))
     return render(sc, eye, R, floor, boxes, sph)
 
-Session.render, Session._render_idx = _render_session, _render_idx
+def _kinematics(self: Session, t) -> dict:
+    "Ground-truth body pose (world rotations [n,3,3] and positions [n,3] of body parts) at times `t` (s)."
+    idx = np.clip(np.round(np.atleast_1d(t) * self._fs).astype(int), 0, len(self._tr['psi']) - 1)
+    return _pose(self.subject, self._tr, idx)
 
-# %% ../nbs/01_synthetic.ipynb #c044
+Session.render, Session._render_idx, Session.kinematics = _render_session, _render_idx, _kinematics
+
+# %% ../nbs/01_synthetic.ipynb #c047
 def labelled_program(minutes: float, subject: Subject = None, seed: int = 0, clip_s: float = 20, activities=None) -> list:
     "Clips of every activity in turn (shuffled per round) for `minutes`: labelled data with balanced classes."
     rng = np.random.default_rng([int(seed), 13]); acts = list(activities or ACTIVITIES); prog, left = [], minutes * 60
@@ -692,7 +699,7 @@ def corpus(n_subjects: int = 4, # subjects (one session each)
         out.append(simulate(s, prog, seed=sid, rate=50, placements=(placement,), video=video, size=size, fps=10))
     return out
 
-# %% ../nbs/01_synthetic.ipynb #c046
+# %% ../nbs/01_synthetic.ipynb #c049
 def write_mp4(path, frames: np.ndarray, fps: float = 10, crf: int = 23):
     "Write uint8 frames [F,H,W,3] as an H.264 mp4 (PyAV)."
     import av
@@ -712,7 +719,7 @@ def to_counts(x: np.ndarray, lsb: float) -> np.ndarray:
 
 def _uid(rng) -> str: return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
-# %% ../nbs/01_synthetic.ipynb #c047
+# %% ../nbs/01_synthetic.ipynb #c050
 def _device_stream(ses: Session, placement: str, t0: float, t1: float, rng):
     "Device-clock IMU samples over [t0, t1): times (ms from t0, jittered, with drift and gaps), values [n,6], bad spans."
     imu = ses.imu[placement]; dt = 1 / ses.rate; n = int((t1 - t0) / dt)
@@ -754,7 +761,7 @@ def _write_ego4d(root: Path, subjects, minutes, population, placement, seed, siz
     (root / 'bad_imu_windows.csv').write_text('video_uid,start_sec,end_sec,reason\n' + ''.join(r + '\n' for r in dict.fromkeys(bad_rows)))
     return root
 
-# %% ../nbs/01_synthetic.ipynb #c048
+# %% ../nbs/01_synthetic.ipynb #c051
 MMEA_CLASSES = {'1_upstairs': 'stairs_up', '2_downstairs': 'stairs_down', '4_fall': 'falling', '12_standing': 'standing',
                 '20_walking': 'walking', '29_sit_stand': 'sit_stand', '32_watch_TV': 'sitting'}
 MMEA_ACC_LSB, MMEA_GYRO_LSB = 8192, 16.4      # per g, per deg/s
@@ -802,7 +809,7 @@ def _write_pd(root: Path, subjects, minutes, population, placement, seed, log=pr
         log(f'pd: subject {s.id} -> {d.name}')
     return root
 
-# %% ../nbs/01_synthetic.ipynb #c049
+# %% ../nbs/01_synthetic.ipynb #c052
 def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
           out='synthetic_data', # output folder
           subjects: int = 2,
@@ -830,7 +837,7 @@ def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
     if layout == 'mmea': return _write_mmea(root, subjects, minutes, population, placement, seed, size, log=log)
     return _write_pd(root, subjects, minutes, population, placement, seed, log=log)
 
-# %% ../nbs/01_synthetic.ipynb #c050
+# %% ../nbs/01_synthetic.ipynb #c053
 def main(argv=None) -> int:
     """`harlib synth --layout ego4d|mmea|pd --out DIR [--subjects N] [--minutes M] [--population general|parkinsonian]
     [--placement head|chest|wrist] [--seed S] [--size PX]`: write synthetic paired IMU-video data in a real layout."""
@@ -844,3 +851,77 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     root = write(a.layout, a.out, a.subjects, a.minutes, a.population, a.placement, a.seed, a.size)
     print(f'wrote {a.layout} layout to {root}'); return 0
+
+# %% ../nbs/01_synthetic.ipynb #c055
+def activity_figure(activities=None, seconds: float = 8, size: int = 96, seed: int = 0, population: str = 'general'):
+    "A matplotlib figure: per activity, 3 egocentric frames, a third-person frame and the head IMU of the same clip."
+    import matplotlib.pyplot as plt
+    acts = list(activities or ACTIVITIES); s = make_subject(seed, population)
+    fig, ax = plt.subplots(len(acts), 5, figsize=(13, 1.9 * len(acts)), gridspec_kw=dict(width_ratios=[1, 1, 1, 1, 3.2]))
+    ax = np.atleast_2d(ax)
+    for r, a in enumerate(acts):
+        ses = simulate(s, clip_program(a, seconds, s), seed=seed + r, video=False, size=size)
+        ts = ses.duration * np.array([0.3, 0.5, 0.7]); fr = [ses.render(t, t + 0.05, size=size)[0][0] for t in ts]
+        third = ses.render(ts[1], ts[1] + 0.05, size=size, view='third')[0][0]
+        for c, im in enumerate(fr + [third]): ax[r, c].imshow(im); ax[r, c].set_xticks([]); ax[r, c].set_yticks([])
+        ax[r, 0].set_ylabel(a, rotation=0, ha='right', va='center')
+        imu = ses.imu['head']; ax[r, 4].plot(imu['t'], imu['acc'], lw=0.7); ax2 = ax[r, 4].twinx()
+        ax2.plot(imu['t'], imu['gyro'], lw=0.7, ls=':'); [ax[r, 4].axvline(t, c='k', lw=0.5) for t in ts]
+    ax[0, 3].set_title('third person', fontsize=8); ax[0, 4].set_title('head acc (m/s², solid) and gyro (rad/s, dotted)', fontsize=8)
+    fig.tight_layout(); return fig
+
+# %% ../nbs/01_synthetic.ipynb #c058
+def gyro_yaw(gyro: np.ndarray, acc: np.ndarray, rate: float, rest: int = 25) -> float:
+    "Yaw (rad) about gravity between the first and last sample, from integrating `gyro`; gravity from the first `rest` acc samples."
+    R = np.eye(3); dt = 1 / rate
+    for w in gyro[1:].astype(np.float64):
+        R = R @ rot('x', [0])[0] if False else R @ _expm(w * dt)
+    up = acc[:rest].mean(0).astype(np.float64); up /= np.linalg.norm(up)
+    h0 = np.array([1., 0, 0]) - up[0] * up; h1 = R[:, 0] - (R[:, 0] @ up) * up
+    return float(np.arctan2(np.cross(h0, h1) @ up, h0 @ h1))
+
+def _expm(v):
+    a = np.linalg.norm(v)
+    if a < 1e-12: return np.eye(3)
+    k = v / a; K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+def head_yaw(R_head: np.ndarray) -> np.ndarray:
+    "Heading (rad) of the head's forward axis in the world, from rotation matrices [n,3,3]."
+    return np.arctan2(R_head[:, 1, 0], R_head[:, 0, 0])
+
+# %% ../nbs/01_synthetic.ipynb #c061
+def frame_shift(frames: np.ndarray) -> np.ndarray:
+    "Global image shift (dy, dx) in px between consecutive frames [F,H,W,3] by phase correlation: [F-1, 2]."
+    g = frames.astype(np.float32).mean(-1); g -= g.mean((1, 2), keepdims=True)
+    H, W = g.shape[1:]; g *= np.outer(np.hanning(H), np.hanning(W)).astype(np.float32)
+    F = np.fft.rfft2(g); X = F[1:] * np.conj(F[:-1]); X /= np.abs(X) + 1e-6
+    r = np.fft.irfft2(X, s=(H, W)).reshape(len(X), -1); k = r.argmax(1); dy, dx = np.divmod(k, W)
+    return np.stack([np.where(dy > H // 2, dy - H, dy), np.where(dx > W // 2, dx - W, dx)], 1).astype(np.float32)
+
+def camera_gyro_correlation(ses: Session) -> float:
+    "Pearson r between the horizontal image rotation rate and the head gyroscope's z (yaw) rate, per frame interval."
+    dx = frame_shift(ses.frames)[:, 1]; sc = scene(ses.frames.shape[1])
+    img_rate = dx * np.radians(sc.fov) / ses.frames.shape[2] * ses.fps      # rad/s, positive = image moves right
+    g = ses.imu['head']['gyro'][:, 2]; t = ses.imu['head']['t']
+    gy = np.array([g[(t >= a) & (t < b)].mean() for a, b in zip(ses.frame_t[:-1], ses.frame_t[1:])])
+    return float(np.corrcoef(img_rate, gy)[0, 1])
+
+# %% ../nbs/01_synthetic.ipynb #c065
+def window_features(x: np.ndarray, rate: float = 50) -> np.ndarray:
+    "Hand-made features of IMU windows [N,T,6]: mean, sd, 10/50/90th percentiles, band energies 0.5-3-8-20 Hz."
+    f = np.fft.rfftfreq(x.shape[1], 1 / rate); P = np.abs(np.fft.rfft(x - x.mean(1, keepdims=True), axis=1)) ** 2
+    bands = [P[:, (f >= a) & (f < b)].sum(1) for a, b in ((0.5, 3), (3, 8), (8, 20))]
+    q = np.percentile(x, [10, 50, 90], axis=1)
+    return np.concatenate([x.mean(1), x.std(1), *q, *[np.log1p(b) for b in bands]], 1)
+
+def labelled_windows(sessions, placement: str = 'head', size: int = 250, activities=None):
+    "Non-overlapping windows [N,size,6] (acc, gyro) whose samples all carry one label, with those labels and subject ids."
+    X, y, g = [], [], []
+    for ses in sessions:
+        imu = ses.imu[placement]; x = np.concatenate([imu['acc'], imu['gyro']], 1)
+        for i in range(0, len(x) - size + 1, size):
+            l = ses.labels[i:i + size]
+            if (l == l[0]).all() and l[0] >= 0 and (activities is None or ACTIVITIES[l[0]] in activities):
+                X.append(x[i:i + size]); y.append(int(l[0])); g.append(ses.subject.id)
+    return np.stack(X), np.array(y), np.array(g)
