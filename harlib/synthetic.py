@@ -569,6 +569,11 @@ class Session:
     @property
     def duration(self) -> float: return self.segments[-1][1] if self.segments else 0.0
 
+    def counts(self, placement: str = 'head', acc_lsb: float = 8192, gyro_lsb: float = 16.4) -> np.ndarray:
+        "The IMU at `placement` as raw int16 counts [T,6] (acc per g, gyro per deg/s), e.g. MMEA 8192 / 16.4, PD 4096 / 32.8."
+        imu = self.imu[placement]
+        return np.concatenate([to_counts(imu['acc'] / G, acc_lsb), to_counts(np.degrees(imu['gyro']), gyro_lsb)], 1)
+
     def __repr__(self):
         fr = None if self.frames is None else tuple(self.frames.shape)
         return (f'Session({self.subject.id}, {self.subject.population}, {self.duration:.1f} s, imu={list(self.imu)} '
@@ -720,43 +725,54 @@ def to_counts(x: np.ndarray, lsb: float) -> np.ndarray:
 def _uid(rng) -> str: return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
 # %% ../nbs/01_synthetic.ipynb #c050
-def _device_stream(ses: Session, placement: str, t0: float, t1: float, rng):
+def _device_stream(ses: Session, placement: str, t0: float, t1: float, rng, force_gap: bool = False):
     "Device-clock IMU samples over [t0, t1): times (ms from t0, jittered, with drift and gaps), values [n,6], bad spans."
     imu = ses.imu[placement]; dt = 1 / ses.rate; n = int((t1 - t0) / dt)
     t = np.arange(n) * dt * (1 + rng.normal(0, 2e-5)) + rng.normal(0, 4e-4, n)
     t = np.sort(np.clip(t, 0, t1 - t0 - 1e-6)); x = np.concatenate([imu['gyro'], imu['acc']], 1).astype(np.float64)
     v = np.stack([np.interp(t0 + t, imu['t'], x[:, c]) for c in range(6)], 1)
     keep, bad = np.ones(n, bool), []
-    for _ in range(rng.poisson((t1 - t0) / 180)):
+    for _ in range(max(rng.poisson((t1 - t0) / 180), int(force_gap))):
         a = rng.uniform(0, t1 - t0 - 3); L = rng.uniform(0.5, 3); keep &= ~((t >= a) & (t < a + L)); bad.append((a, a + L, 'gap'))
     if rng.random() < 0.3 * (t1 - t0) / 300:
         a = rng.uniform(0, t1 - t0 - 4); L = rng.uniform(2, 4); m = (t >= a) & (t < a + L)
         if m.any(): v[m] = v[np.argmax(m)]; bad.append((a, a + L, 'stuck'))
     return t[keep] * 1000, v[keep].astype(np.float32), bad
 
+class _Encoder:
+    "Encode mp4s in one background thread (overlaps with rendering the next chunk); at most one pending."
+    def __init__(self): self.ex, self.fut = ThreadPoolExecutor(1), None
+    def __call__(self, path, frames, fps):
+        self.wait(); self.fut = self.ex.submit(write_mp4, path, frames, fps)
+    def wait(self):
+        if self.fut is not None: self.fut.result(); self.fut = None
+    def __enter__(self): return self
+    def __exit__(self, *a): self.wait(); self.ex.shutdown()
+
 def _write_ego4d(root: Path, subjects, minutes, population, placement, seed, size, chunk_min=5.0, log=print):
     root.mkdir(parents=True, exist_ok=True); rng = np.random.default_rng([int(seed), 4]); videos, bad_rows = [], []
-    for i in range(subjects):
-        sid = int(seed) * 1000 + i; s = make_subject(sid, population)
-        ses = simulate(s, day_program(minutes, s, sid), seed=sid, rate=200, placements=(placement,), video=False, size=size, fps=10)
-        for c0 in np.arange(0, ses.duration - 1e-6, chunk_min * 60):
-            c1 = min(c0 + chunk_min * 60, ses.duration); uid = _uid(rng); has_imu = len(videos) % 5 != 4
-            frames, _ = ses.render(c0, c1, fps=10, size=size); write_mp4(root / 'video' / f'{uid}.mp4', frames, 10)
-            if has_imu:
-                tms, v, bad = _device_stream(ses, placement, c0, c1, rng)
-                (root / 'imu').mkdir(exist_ok=True); (root / 'processed_imu').mkdir(exist_ok=True)
-                with open(root / 'imu' / f'{uid}.csv', 'w') as f:
-                    f.write('canonical_timestamp_ms,gyro_x,gyro_y,gyro_z,accl_x,accl_y,accl_z\n')
-                    np.savetxt(f, np.concatenate([tms[:, None], v], 1), fmt=['%.3f'] + ['%.6f'] * 6, delimiter=',')
-                np.save(root / 'processed_imu' / f'{uid}.npy', np.ascontiguousarray(v[:, [3, 4, 5, 0, 1, 2]].T))
-                np.save(root / 'processed_imu' / f'{uid}_timestamps.npy', tms.astype(np.float64))
-                for a, b, why in bad:
-                    for w in range(int(a // 5), int(np.ceil(b / 5))): bad_rows.append(f'{uid},{5 * w},{5 * w + 5},{why}')
-            videos.append(dict(video_uid=uid, has_imu=has_imu, duration_sec=round(c1 - c0, 3), device='harlib-synthetic-glasses',
-                               video_metadata=dict(video_duration_sec=round(c1 - c0, 3), fps=10, num_frames=len(frames),
-                                                   display_width=size, display_height=size),
-                               harlib=dict(subject=s.id, population=population, placement=placement, start_sec=float(c0))))
-        log(f'ego4d: subject {s.id}: {ses.duration / 60:.1f} min')
+    with _Encoder() as enc:
+        for i in range(subjects):
+            sid = int(seed) * 1000 + i; s = make_subject(sid, population)
+            ses = simulate(s, day_program(minutes, s, sid), seed=sid, rate=200, placements=(placement,), video=False, size=size, fps=10)
+            for c0 in np.arange(0, ses.duration - 1e-6, chunk_min * 60):
+                c1 = min(c0 + chunk_min * 60, ses.duration); uid = _uid(rng); has_imu = len(videos) % 5 != 4
+                frames, _ = ses.render(c0, c1, fps=10, size=size); enc(root / 'video' / f'{uid}.mp4', frames, 10)
+                if has_imu:
+                    tms, v, bad = _device_stream(ses, placement, c0, c1, rng, force_gap=not bad_rows and c1 - c0 > 10)
+                    (root / 'imu').mkdir(exist_ok=True); (root / 'processed_imu').mkdir(exist_ok=True)
+                    with open(root / 'imu' / f'{uid}.csv', 'w') as f:
+                        f.write('canonical_timestamp_ms,gyro_x,gyro_y,gyro_z,accl_x,accl_y,accl_z\n')
+                        np.savetxt(f, np.concatenate([tms[:, None], v], 1), fmt=['%.3f'] + ['%.6f'] * 6, delimiter=',')
+                    np.save(root / 'processed_imu' / f'{uid}.npy', np.ascontiguousarray(v[:, [3, 4, 5, 0, 1, 2]].T))
+                    np.save(root / 'processed_imu' / f'{uid}_timestamps.npy', tms.astype(np.float64))
+                    for a, b, why in bad:
+                        for w in range(int(a // 5), int(np.ceil(b / 5))): bad_rows.append(f'{uid},{5 * w},{5 * w + 5},{why}')
+                videos.append(dict(video_uid=uid, has_imu=has_imu, duration_sec=round(c1 - c0, 3), device='harlib-synthetic-glasses',
+                                   video_metadata=dict(video_duration_sec=round(c1 - c0, 3), fps=10, num_frames=len(frames),
+                                                       display_width=size, display_height=size),
+                                   harlib=dict(subject=s.id, population=population, placement=placement, start_sec=float(c0))))
+            log(f'ego4d: subject {s.id}: {ses.duration / 60:.1f} min')
     (root / 'ego4d.json').write_text(json.dumps(dict(version='harlib-synthetic', date=str(_dt.date(2024, 1, 1)), videos=videos), indent=1))
     (root / 'bad_imu_windows.csv').write_text('video_uid,start_sec,end_sec,reason\n' + ''.join(r + '\n' for r in dict.fromkeys(bad_rows)))
     return root
@@ -773,19 +789,19 @@ def _counts6(imu, acc_lsb, gyro_lsb):
 
 def _write_mmea(root: Path, subjects, minutes, population, placement, seed, size, log=print):
     root = root / 'UESTC-MMEA-CL'; rng = np.random.default_rng([int(seed), 5]); rows = {}
-    per = max(1, int(round(minutes * 60 / (16.5 * len(MMEA_CLASSES)))))
+    per = max(1, int(round(minutes * 60 / (16.5 * len(MMEA_CLASSES))))); enc = _Encoder()
     for i in range(subjects):
         sid = int(seed) * 1000 + i; s = make_subject(sid, population)
         for cls, act in MMEA_CLASSES.items():
             for k in range(per):
                 L = rng.uniform(15, 18); cs = int(rng.integers(2 ** 31)); clip = f's{i:03d}_{k:03d}'
                 ses = simulate(s, clip_program(act, L, s), seed=cs, rate=25, placements=(placement,), size=size, fps=25)
-                write_mp4(root / 'video' / cls / f'{clip}.mp4', ses.frames, 25)
+                enc(root / 'video' / cls / f'{clip}.mp4', ses.frames, 25)
                 (root / 'sensor' / cls).mkdir(parents=True, exist_ok=True)
                 np.savetxt(root / 'sensor' / cls / f'{clip}.csv', _counts6(ses.imu[placement], MMEA_ACC_LSB, MMEA_GYRO_LSB), fmt='%d', delimiter=',')
                 rows.setdefault(cls, []).append(f'{cls}/{clip} 1 {len(ses.frames)} {int(cls.split("_")[0]) - 1}')
         log(f'mmea: subject {s.id}: {per} clips x {len(MMEA_CLASSES)} classes')
-    split = {'train': [], 'val': [], 'test': []}
+    enc.wait(); enc.ex.shutdown(); split = {'train': [], 'val': [], 'test': []}
     for cls, rs in rows.items():
         rs = [rs[j] for j in rng.permutation(len(rs))]; n = len(rs); nv, nt = int(round(0.2 * n)), int(round(0.1 * n))
         split['val'] += rs[:nv]; split['test'] += rs[nv:nv + nt]; split['train'] += rs[nv + nt:]
@@ -797,14 +813,15 @@ def _write_pd(root: Path, subjects, minutes, population, placement, seed, log=pr
     for i in range(subjects):
         sid = int(seed) * 1000 + i; s = make_subject(sid, population); d = root / f'P{i + 1:02d}'; d.mkdir(exist_ok=True)
         for cls in PD_CLASSES:
-            left, clock, parts = minutes * 60 / len(PD_CLASSES), _dt.datetime(2024, 3, 4 + i, 9) + _dt.timedelta(seconds=rng.uniform(0, 3600)), []
+            left, parts = minutes * 60 / len(PD_CLASSES), []
+            clock = np.datetime64(f'2024-03-{4 + i:02d}T09:00:00.000') + np.timedelta64(int(rng.uniform(0, 3600e3)), 'ms')
             while left > 1:
                 L = min(rng.uniform(15, 60), max(left, 6)); ses = simulate(s, clip_program(cls, L, s), seed=int(rng.integers(2 ** 31)),
                                                                           rate=50, placements=(placement,), video=False)
-                ts = [clock + _dt.timedelta(seconds=float(t)) for t in ses.imu[placement]['t']]
-                c = _counts6(ses.imu[placement], PD_ACC_LSB, PD_GYRO_LSB)
-                parts += [f'{t:%Y-%m-%d},{t:%H:%M:%S}.{t.microsecond // 1000:03d},' + ','.join(map(str, r)) for t, r in zip(ts, c.tolist())]
-                clock = ts[-1] + _dt.timedelta(seconds=rng.uniform(10, 300)); left -= L
+                ts = clock + np.round(ses.imu[placement]['t'] * 1000).astype('timedelta64[ms]')
+                c = _counts6(ses.imu[placement], PD_ACC_LSB, PD_GYRO_LSB); iso = np.datetime_as_string(ts, unit='ms')
+                parts += [f'{d[:10]},{d[11:]},{r}' for d, r in zip(iso, (','.join(map(str, row)) for row in c.tolist()))]
+                clock = ts[-1] + np.timedelta64(int(rng.uniform(10e3, 300e3)), 'ms'); left -= L
             (d / f'{cls}.csv').write_text('date,time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n' + '\n'.join(parts) + '\n')
         log(f'pd: subject {s.id} -> {d.name}')
     return root
@@ -818,6 +835,7 @@ def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
           placement: str = None, # default: 'head' (ego4d, mmea), 'chest' (pd)
           seed: int = 0,
           size: int = 112, # video frame size (px)
+          video_minutes: float = 5, # ego4d: a subject's day is cut into videos of at most this length
           log=print) -> Path:
     """Write synthetic paired data in a real dataset's layout under `out`; returns the dataset root.
 
@@ -833,14 +851,14 @@ def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
     if population not in POPULATIONS: raise ValueError(f'unknown population {population!r}; choose from {POPULATIONS}')
     if placement not in PLACEMENTS: raise ValueError(f'unknown placement {placement!r}; choose from {PLACEMENTS}')
     root = Path(out)
-    if layout == 'ego4d': return _write_ego4d(root, subjects, minutes, population, placement, seed, size, log=log)
+    if layout == 'ego4d': return _write_ego4d(root, subjects, minutes, population, placement, seed, size, video_minutes, log=log)
     if layout == 'mmea': return _write_mmea(root, subjects, minutes, population, placement, seed, size, log=log)
     return _write_pd(root, subjects, minutes, population, placement, seed, log=log)
 
 # %% ../nbs/01_synthetic.ipynb #c053
 def main(argv=None) -> int:
     """`harlib synth --layout ego4d|mmea|pd --out DIR [--subjects N] [--minutes M] [--population general|parkinsonian]
-    [--placement head|chest|wrist] [--seed S] [--size PX]`: write synthetic paired IMU-video data in a real layout."""
+    [--placement head|chest|wrist] [--seed S] [--size PX] [--video-minutes V]`: write synthetic data in a real layout."""
     p = argparse.ArgumentParser(prog='harlib synth', description='Write synthetic paired IMU-video data in a real dataset layout.')
     p.add_argument('--layout', choices=('ego4d', 'mmea', 'pd'), default='ego4d')
     p.add_argument('--out', required=True, help='output folder')
@@ -848,8 +866,10 @@ def main(argv=None) -> int:
     p.add_argument('--population', choices=POPULATIONS, help="default: general (ego4d, mmea), parkinsonian (pd)")
     p.add_argument('--placement', choices=PLACEMENTS, help='default: head (ego4d, mmea), chest (pd)')
     p.add_argument('--seed', type=int, default=0); p.add_argument('--size', type=int, default=112, help='frame size in px (64-224)')
+    p.add_argument('--video-minutes', type=float, default=5, help='ego4d: longest video (a day is cut into videos)')
     a = p.parse_args(argv)
-    root = write(a.layout, a.out, a.subjects, a.minutes, a.population, a.placement, a.seed, a.size)
+    if not 16 <= a.size <= 512: p.error(f'--size {a.size} outside 16..512 px')
+    root = write(a.layout, a.out, a.subjects, a.minutes, a.population, a.placement, a.seed, a.size, a.video_minutes)
     print(f'wrote {a.layout} layout to {root}'); return 0
 
 # %% ../nbs/01_synthetic.ipynb #c055
@@ -875,7 +895,7 @@ def gyro_yaw(gyro: np.ndarray, acc: np.ndarray, rate: float, rest: int = 25) -> 
     "Yaw (rad) about gravity between the first and last sample, from integrating `gyro`; gravity from the first `rest` acc samples."
     R = np.eye(3); dt = 1 / rate
     for w in gyro[1:].astype(np.float64):
-        R = R @ rot('x', [0])[0] if False else R @ _expm(w * dt)
+        R = R @ _expm(w * dt)
     up = acc[:rest].mean(0).astype(np.float64); up /= np.linalg.norm(up)
     h0 = np.array([1., 0, 0]) - up[0] * up; h1 = R[:, 0] - (R[:, 0] @ up) * up
     return float(np.arctan2(np.cross(h0, h1) @ up, h0 @ h1))

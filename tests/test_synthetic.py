@@ -1,7 +1,8 @@
 """harlib.synthetic: physics of the simulated IMUs, determinism, and the three on-disk layouts."""
 import json, numpy as np, pandas as pd, pytest
-from harlib.synthetic import (ACTIVITIES, G, make_subject, simulate, clip_program, day_program, corpus, write, main,
-                              MMEA_CLASSES, PD_CLASSES)
+from harlib.synthetic import (ACTIVITIES, G, make_subject, simulate, clip_program, day_program, labelled_program, corpus,
+                              write, main, MMEA_CLASSES, PD_CLASSES, gyro_yaw, head_yaw, camera_gyro_correlation,
+                              labelled_windows, window_features)
 
 def test_rest_reads_one_g_on_every_placement():
     s = make_subject(5)
@@ -33,10 +34,12 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match='unknown layout'): write('kinetics', '/tmp/x')
 
 def test_ego4d_layout(tmp_path):
-    root = write('ego4d', tmp_path / 'e', subjects=1, minutes=1, seed=2, size=64, log=lambda *a: None)
+    root = write('ego4d', tmp_path / 'e', subjects=1, minutes=1, seed=2, size=64, video_minutes=0.2, log=lambda *a: None)
     meta = json.loads((root / 'ego4d.json').read_text())
+    assert [v['has_imu'] for v in meta['videos']] == [True] * 4 + [False]
+    assert not (root / 'imu' / f"{meta['videos'][4]['video_uid']}.csv").exists()
     v = meta['videos'][0]; uid = v['video_uid']
-    assert v['has_imu'] and abs(v['video_metadata']['video_duration_sec'] - 60) < 1e-6
+    assert abs(v['video_metadata']['video_duration_sec'] - 12) < 1e-6 and v['video_metadata']['num_frames'] == 120
     df = pd.read_csv(root / 'imu' / f'{uid}.csv')
     assert list(df.columns) == ['canonical_timestamp_ms', 'gyro_x', 'gyro_y', 'gyro_z', 'accl_x', 'accl_y', 'accl_z']
     dt = np.diff(df.canonical_timestamp_ms.values); assert 4.5 < np.median(dt) < 5.5 and (dt > 0).all()
@@ -45,6 +48,8 @@ def test_ego4d_layout(tmp_path):
     np.testing.assert_allclose(x[:3].T, df[['accl_x', 'accl_y', 'accl_z']].values, atol=1e-5)
     assert (root / 'video' / f'{uid}.mp4').stat().st_size > 1000
     bad = pd.read_csv(root / 'bad_imu_windows.csv'); assert list(bad.columns) == ['video_uid', 'start_sec', 'end_sec', 'reason']
+    assert (bad.video_uid == uid).any() and dt.max() > 400   # the first IMU file has a gap, listed as bad windows
+    assert abs(np.linalg.norm(df[['accl_x', 'accl_y', 'accl_z']].values, axis=1).mean() - G) < 1.0
 
 def test_mmea_layout(tmp_path):
     root = write('mmea', tmp_path / 'm', subjects=1, minutes=0.1, seed=1, size=64, log=lambda *a: None)
@@ -66,3 +71,37 @@ def test_pd_layout_and_cli(tmp_path):
         t = pd.to_datetime(df.date + ' ' + df.time); assert (np.diff(t.values).astype('timedelta64[ms]').astype(int) == 20).mean() > 0.9
     st = pd.read_csv(tmp_path / 'p' / 'P01' / 'standing.csv')
     assert abs(np.linalg.norm(st[['acc_x', 'acc_y', 'acc_z']].values, axis=1).mean() / 4096 - 1) < 0.05
+
+def test_gyro_integration_recovers_turn_yaw():
+    s = make_subject(11)
+    ses = simulate(s, [('standing', 2), ('turning', 3), ('standing', 2)], seed=5, video=False)
+    est = gyro_yaw(ses.imu['head']['gyro'], ses.imu['head']['acc'], ses.rate)
+    y = head_yaw(ses.kinematics([0, ses.duration - 0.02])['R_head']); true = (y[1] - y[0] + np.pi) % (2 * np.pi) - np.pi
+    assert abs(true) > np.radians(60) and abs(est - true) < np.radians(5)
+
+def test_camera_motion_follows_head_gyro():
+    ses = simulate(make_subject(4), day_program(1, seed=4), seed=4, size=48)
+    assert camera_gyro_correlation(ses) > 0.5
+
+def test_counts_sensitivity():
+    ses = simulate(make_subject(0), [('standing', 4)], seed=0, video=False, noise=False)
+    c = ses.counts('head', 4096, 32.8); assert c.dtype == np.int16 and c.shape == (200, 6)
+    assert abs(np.linalg.norm(c[:, :3].astype(float), axis=1).mean() - 4096) < 30
+
+def test_corpus_labelled_and_cached():
+    a = corpus(2, 1, 'parkinsonian', 'wrist', seed=3, video=False, labelled=True)
+    assert a is corpus(2, 1, 'parkinsonian', 'wrist', seed=3, video=False, labelled=True)
+    assert len(a) == 2 and a[0].frames is None and a[0].subject.population == 'parkinsonian'
+    assert (a[0].labels >= 0).mean() > 0.6 and 'running' not in {ACTIVITIES[l] for l in a[0].labels if l >= 0}
+
+def test_parkinsonian_shift_lowers_a_general_classifier():
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import balanced_accuracy_score
+    acts = ['standing', 'sitting', 'walking', 'turning']
+    mk = lambda pop, seeds: [simulate(s, labelled_program(2, s, i, clip_s=15, activities=acts), seed=i, placements=('chest',),
+                                      video=False) for i in seeds for s in [make_subject(i, pop)]]
+    (Xt, yt, _), (Xh, yh, _), (Xp, yp, _) = (labelled_windows(mk(p, r), 'chest') for p, r in
+                                             (('general', range(4)), ('general', range(50, 53)), ('parkinsonian', range(60, 63))))
+    clf = RandomForestClassifier(100, random_state=0).fit(window_features(Xt), yt)
+    gen, park = (balanced_accuracy_score(y, clf.predict(window_features(X))) for X, y in ((Xh, yh), (Xp, yp)))
+    assert gen > park + 0.1, (gen, park)
