@@ -15,12 +15,13 @@ def _directives(src: str) -> set:
 
 # %% ../nbs/12_docs.ipynb #c005
 def _outputs_md(cell) -> str:
-    "Text outputs of a code cell as an indented-free fenced block."
-    txt = []
+    "Outputs of a code cell: text in a fenced block, markdown (e.g. a results table) as it is."
+    txt, md = [], []
     for o in cell.get('outputs', []):
         if o.get('output_type') == 'stream': txt.append(''.join(o['text']))
-        elif 'data' in o and 'text/plain' in o['data']: txt.append(''.join(o['data']['text/plain']))
-    return ('\n```\n' + ''.join(txt).rstrip('\n') + '\n```\n') if txt else ''
+        elif 'text/markdown' in o.get('data', {}): md.append(''.join(o['data']['text/markdown']))
+        elif 'text/plain' in o.get('data', {}): txt.append(''.join(o['data']['text/plain']))
+    return (('\n```\n' + ''.join(txt).rstrip('\n') + '\n```\n') if txt else '') + ''.join('\n' + m.strip() + '\n' for m in md)
 
 # %% ../nbs/12_docs.ipynb #c006
 def readme_text(nb_path) -> str:
@@ -32,9 +33,11 @@ def readme_text(nb_path) -> str:
         if c['cell_type'] == 'markdown':
             if i == 0: src = re.sub(r'^> (.*)$', r'\1', src, flags=re.M)  # title cell: summary as plain text
             parts.append(src.strip() + '\n')
-        elif c['cell_type'] == 'code' and not _directives(src) & {'hide', 'export', 'exporti', 'default_exp'}:
+        elif c['cell_type'] == 'code' and not _directives(src) & {'hide', 'export', 'exporti', 'default_exp', 'echo:'}:
             body = '\n'.join(l for l in src.splitlines() if not l.startswith('#|'))
             parts.append(f'```python\n{body}\n```\n' + _outputs_md(c))
+        elif c['cell_type'] == 'code' and _directives(src) & {'hide', 'echo:'}:
+            parts += [''.join(o['data']['text/markdown']).strip() + '\n' for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
     return '<!-- generated from nbs/index.ipynb by `harlib docs --readme`: edit the notebook, not this file -->\n\n' + '\n'.join(parts)
 
 # %% ../nbs/12_docs.ipynb #c008
