@@ -5,6 +5,14 @@ from harlib.encoders import (PRESETS, PatchTSTEncoder, CNNGRUEncoder, ResNet1DEn
                              CLIPFrameEncoder, build_imu_encoder, build_video_encoder, prepare_frames,
                              pick_frames, pad_to_patches)
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    "Tiny models: on a busy 2-core machine a second intra-op thread only adds spin-waiting (30x slower seen)."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 torch.manual_seed(0)
 X = torch.randn(2, 250, 6)
 V = torch.randint(0, 256, (2, 10, 40, 40, 3), dtype=torch.uint8)
