@@ -345,13 +345,17 @@ def _imu(s: Subject, pose: dict, placement: str, fs: float, k: int, rng, noise: 
 FOG_LEVELS, TEX = 8, 512      # distance-shaded copies of the floor texture; texture side in texels (2 cm each)
 
 def pack(rgb) -> np.ndarray:
-    "RGB values [...,3] (0-255) -> packed uint32 [...] (little-endian R, G, B, 255)."
+    "RGB values [...,3] (0-255) -> packed uint32 [...] (little-endian R, G, B, 0)."
     c = np.clip(np.asarray(rgb), 0, 255).astype(np.uint32)
-    return c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16) | np.uint32(255 << 24)
+    return c[..., 0] | (c[..., 1] << 8) | (c[..., 2] << 16)
 
 def unpack(c) -> np.ndarray:
-    "Packed uint32 [...] -> uint8 RGB [...,3]."
-    return np.ascontiguousarray(np.asarray(c, np.uint32)[..., None].view(np.uint8)[..., :3])
+    "Packed uint32 [...] -> uint8 RGB [...,3] (4 pixels = 3 words at a time when the count allows)."
+    c = np.ascontiguousarray(c, np.uint32)
+    if c.size % 4 or sys.byteorder != 'little': return np.ascontiguousarray(c[..., None].view(np.uint8)[..., :3])
+    p = c.reshape(-1, 4); w = np.empty((len(p), 3), np.uint32)
+    w[:, 0] = p[:, 0] | (p[:, 1] << 24); w[:, 1] = (p[:, 1] >> 8) | (p[:, 2] << 16); w[:, 2] = (p[:, 2] >> 16) | (p[:, 3] << 8)
+    return w.view(np.uint8).reshape(c.shape + (3,))
 
 def _blur2(x, k):
     "Box blur of width `k` along the first two axes (wrapping along the second)."
@@ -412,15 +416,12 @@ class Scene:
 
 # %% ../nbs/01_synthetic.ipynb #c034
 def _floor(sc: Scene, eye, Dx, Dy, Dz, floor):
-    "Packed colour [B,P] of floor or panorama, and depth [B,P] (inf above the horizon)."
+    "Packed colour [B,P] of floor or panorama, and depth [B,P] (200 m above the horizon)."
     n, c = floor['n'].astype(np.float32), floor['c']
-    flat = np.all(np.abs(n[:, 2] - 1) < 1e-7)
-    den = Dz * n[:, 2:3] if flat else Dx * n[:, 0:1] + Dy * n[:, 1:2] + Dz * n[:, 2:3]
-    num = (c - np.einsum('bj,bj->b', eye, n)).astype(np.float32)[:, None]
+    den = Dz if np.all(n[:, 2] == 1) else Dx * n[:, 0:1] + Dy * n[:, 1:2] + Dz * n[:, 2:3]
+    num = np.minimum(c - np.einsum('bj,bj->b', eye, n), -1e-3).astype(np.float32)[:, None]   # eye above the floor
     hit = den < -1e-3
-    t = num / np.minimum(den, np.float32(-1e-3)); hit &= t > 0
-    t = np.where(hit, np.minimum(t, np.float32(200)), np.float32(np.inf))
-    tt = np.where(hit, t, np.float32(0))
+    tt = np.minimum(num / np.minimum(den, np.float32(-1e-3)), np.float32(200))          # sky: 200 m (no object is farther)
     ox = (np.mod(eye[:, :2], 10.24 * 8) + 400).astype(np.float32)               # textures repeat every 10.24 m
     hx = ox[:, None, 0] + tt * Dx; hy = ox[:, None, 1] + tt * Dy
     idx = ((hy * 50).astype(np.int32) & (TEX - 1)) * TEX + ((hx * 50).astype(np.int32) & (TEX - 1))
@@ -438,7 +439,7 @@ def _floor(sc: Scene, eye, Dx, Dy, Dz, floor):
         ci = (a * np.float32(ncol / 4)).astype(np.int32) % ncol
         ri = np.clip(((z + np.float32(0.2)) * np.float32((nrow - 1) / 1.2)).astype(np.int32), 0, nrow - 1)
         col[sky] = np.take(sc.pan_packed, ri * ncol + ci)
-    return col, t
+    return col, tt
 
 # %% ../nbs/01_synthetic.ipynb #c035
 def _rects(sc: Scene, eye, R, pts, pad):
@@ -927,7 +928,7 @@ def camera_gyro_correlation(ses: Session) -> float:
     gy = np.array([g[(t >= a) & (t < b)].mean() for a, b in zip(ses.frame_t[:-1], ses.frame_t[1:])])
     return float(np.corrcoef(img_rate, gy)[0, 1])
 
-# %% ../nbs/01_synthetic.ipynb #c065
+# %% ../nbs/01_synthetic.ipynb #c068
 def window_features(x: np.ndarray, rate: float = 50) -> np.ndarray:
     "Hand-made features of IMU windows [N,T,6]: mean, sd, 10/50/90th percentiles, band energies 0.5-3-8-20 Hz."
     f = np.fft.rfftfreq(x.shape[1], 1 / rate); P = np.abs(np.fft.rfft(x - x.mean(1, keepdims=True), axis=1)) ** 2
