@@ -154,9 +154,17 @@ class Classifier(nn.Module):
         if freeze: self.freeze_encoder()
 
     def freeze_encoder(self, freeze=True):
-        "Stop (or restart) training the encoder (and projection head): a linear probe."
+        "Stop (or restart) training the encoder (and projection head): a linear probe. Frozen parts stay in eval mode."
+        self.frozen = freeze
         for mod in (self.imu_encoder, self.imu_head):
             if mod is not None: mod.requires_grad_(not freeze)
+        return self.train(self.training)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if getattr(self, 'frozen', False):  # batch-norm statistics and dropout of a frozen encoder do not change
+            for mod in (self.imu_encoder, self.imu_head):
+                if mod is not None: mod.eval()
         return self
 
     def features(self, imu):

@@ -205,3 +205,14 @@ def test_forward_from_cached_video_features():
     torch.testing.assert_close(a['video_emb'], b['video_emb'])
     scale, bias = m.logit_params()
     torch.testing.assert_close(scale, a['logit_scale']) ; assert bias is m.logit_bias
+
+
+def test_linear_probe_keeps_encoder_statistics():
+    m = build_model('cross', 'tiny')
+    clf = Classifier(m, 3, freeze=True).train()
+    before = {k: v.clone() for k, v in clf.imu_encoder.state_dict().items()}
+    opt = torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=0.1)
+    F.cross_entropy(clf(IMU * 3 + 1), torch.tensor([0, 1, 2, 0])).backward(); opt.step()
+    for k, v in clf.imu_encoder.state_dict().items(): torch.testing.assert_close(v, before[k])   # incl. BN running stats
+    clf.freeze_encoder(False).train()
+    assert clf.imu_encoder.training and all(p.requires_grad for p in clf.parameters())
