@@ -8,7 +8,7 @@ __all__ = ['MODELS', 'LOSSES', 'DATASETS', 'log', 'UsageError', 'make_parser', '
            'set_rng_state', 'warmup_cosine', 'warmup_steps', 'ResumableSampler', 'EpochSeeded', 'check_run_dir',
            'prepare_run', 'MetricsLog', 'read_metrics', 'setup_logging', 'digest', 'VideoCache', 'amp_context',
            'pick_precision', 'contrastive_step', 'mae_step', 'data_opts', 'dataset_loader', 'load_data', 'build',
-           'video_backbone', 'Objective', 'fill_cache', 'Trainer', 'main']
+           'video_backbone', 'image_size', 'Objective', 'fill_cache', 'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
 import argparse, builtins, contextlib, hashlib, json, logging, math, os, random, shutil, sys, time
@@ -172,12 +172,15 @@ def warmup_steps(warmup: float, total: int) -> int:
 # %% ../nbs/07_pretrain.ipynb #c026
 class ResumableSampler(DistributedSampler):
     "DistributedSampler; `set_epoch(e, skip_batches=n)` starts epoch `e` after its first `n` batches."
-    def __init__(self, ds, batch_size: int, rank=0, world=1, seed=0, shuffle=True):
+    def __init__(self, ds, batch_size: int, rank=0, world=1, seed=0, shuffle=True,
+                 with_epoch=False):  # yield (epoch, index) pairs, for `EpochSeeded` behind persistent workers
         super().__init__(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
-        self.batch_size, self.skip = batch_size, 0
+        self.batch_size, self.skip, self.with_epoch = batch_size, 0, with_epoch
     def set_epoch(self, epoch: int, skip_batches: int = 0):
         super().set_epoch(epoch); self.skip = skip_batches
-    def __iter__(self): return iter(list(super().__iter__())[self.skip * self.batch_size:])
+    def __iter__(self):
+        idx = list(super().__iter__())[self.skip * self.batch_size:]
+        return iter([(self.epoch, i) for i in idx] if self.with_epoch else idx)
     def __len__(self): return max(0, self.num_samples - self.skip * self.batch_size)
 
 # %% ../nbs/07_pretrain.ipynb #c030
@@ -185,9 +188,10 @@ class EpochSeeded(Dataset):
     "Item `i` of epoch `epoch` loads under seed f(seed, epoch, i); adds `pos` = i to the item."
     def __init__(self, ds, seed: int = 0): self.ds, self.seed, self.epoch = ds, seed, 0
     def __len__(self): return len(self.ds)
-    def item_seed(self, i: int) -> int: return hash((self.seed, self.epoch, int(i))) % 2**31
-    def __getitem__(self, i):
-        i = int(i); s, st = self.item_seed(i), (random.getstate(), np.random.get_state())
+    def item_seed(self, i: int, epoch=None) -> int: return hash((self.seed, self.epoch if epoch is None else epoch, int(i))) % 2**31
+    def __getitem__(self, key):
+        e, i = key if isinstance(key, tuple) else (None, key)
+        i = int(i); s, st = self.item_seed(i, e), (random.getstate(), np.random.get_state())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s); random.seed(s); np.random.seed(s)
             try: item = self.ds[i]
@@ -365,10 +369,11 @@ def dataset_loader(name: str):
     from harlib import datasets
     return lambda root=None, **kw: datasets.load(DATASETS.get(name, name), root=root, **kw)
 
-def load_data(a, with_video: bool):
-    "The dataset of `--dataset`, with or without video."
+def load_data(a, with_video: bool, image_size=None):
+    "The dataset of `--dataset`, with or without video (frames of `image_size` unless --data_opt size=... says)."
     opts = data_opts(a)
     if with_video: opts.setdefault('num_frames', a.clip_len)
+    if with_video and image_size and ':' not in a.dataset: opts.setdefault('size', int(image_size))
     return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
 
 def build(a) -> nn.Module:
@@ -388,6 +393,10 @@ def video_backbone(model) -> nn.Module:
     "The module whose output the video cache stores (the frozen video encoder, before the projection head)."
     return model.video_encoder
 
+def image_size(model):
+    "The frame size the model's video encoder works at (datasets decode straight to it), or None."
+    return getattr(getattr(model, 'video_encoder', None), 'image_size', None)
+
 # %% ../nbs/07_pretrain.ipynb #c058
 class Objective(nn.Module):
     "model + how a batch enters it: forward(imu, video=None, vfeat=None) -> the model's output dict."
@@ -395,9 +404,7 @@ class Objective(nn.Module):
     def forward(self, imu, video=None, vfeat=None):
         m = self.model
         if self.kind == 'imu_mae': return m(imu)
-        if vfeat is None: return m(imu, video)
-        return dict(imu_emb=m.encode_imu(imu), video_emb=nn.functional.normalize(m.video_head(vfeat), dim=-1),
-                    logit_scale=m.log_scale.clamp(max=math.log(100)).exp(), logit_bias=m.logit_bias)
+        return m(imu, video) if vfeat is None else m(imu, video_features=vfeat)
 
 # %% ../nbs/07_pretrain.ipynb #c059
 def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict) -> VideoCache:
@@ -445,8 +452,8 @@ class Trainer:
         self.model = build(a).to(d.device)
         seed_all(a.seed + d.rank)
         self.cache = self._video_cache()
-        self.ds = EpochSeeded(load_data(a, with_video=self.wants_video and self.cache is None), a.seed)
-        self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed)
+        self.ds = EpochSeeded(load_data(a, self.wants_video and self.cache is None, image_size(self.model)), a.seed)
+        self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed, with_epoch=True)
         self.spe = len(self.sampler) // a.batch_size // a.accum_steps  # optimizer steps per epoch
         if self.spe < 1: raise UsageError(f'{len(self.ds)} windows over {d.world} process(es) make no full '
                                           f'step of {a.batch_size} x {a.accum_steps}; lower --batch_size or --accum_steps')
@@ -499,18 +506,21 @@ class Trainer:
     def _video_cache(self):
         a, d = self.a, self.d
         if not (a.freeze_video and self.wants_video) or a.video_cache == 'none': return None
-        ds = load_data(a, with_video=True); enc = video_backbone(self.model)
-        desc = dict(model=a.model, preset=a.preset, dataset=a.dataset, clip_len=a.clip_len, n=len(ds), opts=data_opts(a),
+        ds = load_data(a, True, image_size(self.model)); enc = video_backbone(self.model)
+        desc = dict(model=a.model, preset=a.preset, dataset=a.dataset, clip_len=a.clip_len, n=len(ds), opts=data_opts(a), size=image_size(self.model),
                     root=str(Path(a.data_root).resolve()) if a.data_root else None, encoder=str(getattr(enc, 'config', '')))
         cache = VideoCache(a.video_cache, digest(desc, getattr(ds, 'index', None), *enc.state_dict().values()))
         return fill_cache(cache, ds, enc, d, a, desc)
 
     def _loader(self, epoch: int, skip: int):
+        "The DataLoader positioned at (epoch, skip); made once, its workers persist across epochs."
         a, d = self.a, self.d
-        self.sampler.set_epoch(epoch, skip); self.ds.epoch = epoch
-        g = torch.Generator().manual_seed(hash((a.seed, epoch, d.rank, skip)) % 2**31)
-        return DataLoader(self.ds, a.batch_size, sampler=self.sampler, num_workers=a.num_workers, drop_last=True,
-                          generator=g, pin_memory=d.device.startswith('cuda'), persistent_workers=False)
+        self.sampler.set_epoch(epoch, skip)
+        if getattr(self, 'loader', None) is None:
+            g = torch.Generator().manual_seed(hash((a.seed, d.rank)) % 2**31)
+            self.loader = DataLoader(self.ds, a.batch_size, sampler=self.sampler, num_workers=a.num_workers, drop_last=True,
+                                     generator=g, pin_memory=d.device.startswith('cuda'), persistent_workers=a.num_workers > 0)
+        return self.loader
 
     def _inputs(self, b: dict) -> dict:
         x = dict(imu=b['imu'])

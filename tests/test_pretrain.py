@@ -1,0 +1,97 @@
+"""harlib.pretrain end to end: 2-process DDP through torchrun, resume after SIGKILL, run-dir refusal,
+the frozen-video cache, and the papermill pipeline notebook. Tiny model, tiny synthetic data, CPU."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from harlib.pretrain import read_metrics, main
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DATA = ['--dataset', os.environ.get('PT_DATASET', 'synthetic'), '--data_opt', 'subjects=2', '--data_opt', 'minutes=1', '--preset', 'tiny']
+ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1', 'MPLBACKEND': 'Agg'}
+
+def pretrain(out, *args, nproc=0, **kw):
+    "Run harlib.pretrain in a fresh process (under torchrun when nproc > 0)."
+    launch = [str(BIN / 'torchrun'), '--standalone', f'--nproc_per_node={nproc}'] if nproc else [sys.executable]
+    cmd = [*launch, '-m', 'harlib.pretrain', *DATA, '--out', str(out), '--no_progress', '--num_workers', '0', *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=out.parent, **kw)
+
+@pytest.fixture
+def one_thread():
+    "In-process runs use one thread, like the subprocesses (OMP_NUM_THREADS=1): identical arithmetic."
+    n = torch.get_num_threads(); torch.set_num_threads(1); yield; torch.set_num_threads(n)
+
+def run_here(out, *args):
+    "Run harlib.pretrain.main in this process (no start-up cost)."
+    return main([*DATA, '--out', str(out), '--no_progress', '--num_workers', '0', *args])
+
+def ok(r):
+    assert r.returncode == 0, f'exit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}'
+    return r
+
+def test_two_process_ddp(tmp_path):
+    out = tmp_path / 'ddp'
+    ok(pretrain(out, '--batch_size', '4', '--accum_steps', '2', '--max_steps', '3', '--log_steps', '1', nproc=2))
+    cfg, recs = json.loads((out / 'config.json').read_text()), read_metrics(out / 'metrics.jsonl')
+    assert cfg['world_size'] == 2 and cfg['args']['accum_steps'] == 2
+    assert [r['step'] for r in recs] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(r['loss'])) for r in recs)
+    assert set(recs[0]) >= {'step', 'epoch', 'loss', 'lr', 'temperature', 'bias', 'samples_per_s', 'data_wait'}
+    from harlib.models import load_checkpoint
+    model, ck = load_checkpoint(out / 'checkpoints' / 'last.pt')
+    assert ck['step'] == 3 and ck['world'] == 2 and len(ck['rng']) == 2
+    assert not any(k.startswith('module.') for k in ck['state_dict'])
+    assert (out / 'train.log').read_text().count('[rank 0]') > 0
+
+def test_refuses_existing_run_dir(tmp_path, capsys):
+    out = tmp_path / 'run'; out.mkdir(); (out / 'config.json').write_text('{}')
+    assert main([*DATA, '--out', str(out), '--max_steps', '1', '--no_progress']) == 2
+    assert '--resume' in capsys.readouterr().err and (out / 'config.json').read_text() == '{}'
+    assert main([*DATA, '--out', str(out), '--resume', '--overwrite']) == 2
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, one_thread):
+    args = ['--epochs', '2', '--batch_size', '4', '--log_steps', '1', '--ckpt_steps', '2', '--seed', '7', '--num_workers', '1']
+    assert run_here(tmp_path / 'full', *args) == 0
+    out = tmp_path / 'killed'
+    p = subprocess.Popen([sys.executable, '-m', 'harlib.pretrain', *DATA, '--out', str(out), '--no_progress', *args,
+                          '--step_sleep', '0.4'], env=ENV, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, t0 = out / 'train.log', time.time()
+    while not (log.exists() and 'step 4: saved last.pt' in log.read_text()):
+        assert p.poll() is None and time.time() - t0 < 90, 'the run ended before its second checkpoint'
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert run_here(out, '--resume') == 0
+    full, resumed = read_metrics(tmp_path / 'full' / 'metrics.jsonl'), read_metrics(out / 'metrics.jsonl')
+    assert [r['step'] for r in resumed] == [r['step'] for r in full]
+    for a, b in zip(full, resumed):
+        for k in ('loss', 'lr', 'temperature', 'bias', 'epoch'): assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), (a, b)
+    assert 'resumed at step' in log.read_text()
+
+def test_frozen_video_cache_reused(tmp_path, one_thread):
+    cache = tmp_path / 'vcache'
+    common = ['--freeze_video', '--video_cache', str(cache), '--max_steps', '2', '--batch_size', '4']
+    assert run_here(tmp_path / 'a', *common) == 0 and run_here(tmp_path / 'b', *common) == 0
+    (key,) = [p for p in cache.iterdir()]
+    assert 'encoding' in (tmp_path / 'a' / 'train.log').read_text()
+    assert 'windows cached' in (tmp_path / 'b' / 'train.log').read_text()
+    import numpy as np
+    assert np.load(key / 'done.npy').all()
+
+def test_papermill_pipeline(tmp_path):
+    out = tmp_path / 'nb_run'
+    params = dict(size='tiny', dataset=DATA[1], data_opts='subjects=2 minutes=1', max_steps=3, batch_size=4, nproc=1, num_workers=0, out=str(out))
+    cmd = [str(BIN / 'papermill'), str(ROOT / 'nbs' / 'pipelines' / 'pretrain.ipynb'), str(tmp_path / 'executed.ipynb'),
+           '-k', 'python3', '--cwd', str(tmp_path)] + [x for k, v in params.items() for x in ('-p', k, str(v))]
+    ok(subprocess.run(cmd, capture_output=True, text=True, env=ENV))
+    assert (out / 'figures' / 'pretrain_curves.png').stat().st_size > 1000
+    assert [r['step'] for r in read_metrics(out / 'metrics.jsonl')] == [1, 2, 3]
+    text = (tmp_path / 'executed.ipynb').read_text()
+    assert 'torchrun' in text and 'final_loss' in text
+
+def test_papermill_pipeline_fails_loudly(tmp_path):
+    out = tmp_path / 'taken'; out.mkdir(); (out / 'x').write_text('x')
+    cmd = [str(BIN / 'papermill'), str(ROOT / 'nbs' / 'pipelines' / 'pretrain.ipynb'), str(tmp_path / 'e.ipynb'), '-k', 'python3',
+           '--cwd', str(tmp_path), '-p', 'out', str(out), '-p', 'max_steps', '1', '-p', 'dataset', DATA[1]]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    assert r.returncode != 0 and 'torchrun exited with status' in r.stdout + r.stderr
