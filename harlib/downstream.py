@@ -16,7 +16,7 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from . import evaluate as ev
 
 # %% ../nbs/08a_downstream.ipynb #c005
-MODELS = {'imu_video_cross': 'cross', 'imu2clip': 'imu2clip', 'imuptst': 'imu_mae'}   # released name -> harlib kind
+MODELS = {'imu_video_cross': 'cross', 'imu2clip': 'imu2clip', 'imuptst': 'imu_mae', 'imu_mae': 'imu_mae'}   # released name (+ harlib's) -> kind
 MODES = ('lp', 'finetune', 'scratch', 'random', 'zeroshot', 'retrieval')
 ALIASES = {'patient_persec': 'pd'}
 DEFAULT_CLASSES = {'mmea': ['standing', 'walking', 'sit_stand', 'downstairs', 'fall']}  # the paper's 5 downstream classes
@@ -38,6 +38,7 @@ def _flags(p):
     g('--batch_size', type=int, default=8, help='training batch size')
     g('--eval_batch_size', type=int, default=256, help='batch size for encoding')
     g('--epochs', type=int, default=25)
+    g('--ft_epochs', type=int, default=None, help='epochs for finetune/scratch (default: --epochs)')
     g('--lr', type=float, default=1e-3, help='head learning rate (and all of scratch)')
     g('--lr_encoder', type=float, default=1e-6, help='encoder learning rate when fine-tuning')
     g('--weight_decay', type=float, default=0.01)
@@ -56,11 +57,14 @@ def _flags(p):
     g('--prototypes', type=int, default=5, help='zero-shot: labelled video windows per class')
     g('--proto_dataset', default=None, help='zero-shot: labelled video dataset for the prototypes (default: the target)')
     g('--proto_root', default=None, help='zero-shot: its folder')
+    g('--proto_opt', action='append', default=[], metavar='KEY=VALUE', help='zero-shot: prototype dataset option, repeatable')
     g('--proto_map', nargs='+', default=[], metavar='TARGET=PROTO', help='zero-shot: class-name mapping to the prototype dataset')
     g('--zs_test_per_class', type=int, default=100, help='zero-shot / retrieval: held-out windows per class')
     g('--bootstrap', type=int, default=5, help='zero-shot: subsamples')
     g('--bootstrap_frac', type=float, default=0.8, help='zero-shot: share of each class per subsample')
     g('--pretrain', default=None, help='label for the pretrain column (default: from the checkpoint)')
+    g('--method', default=None, help='label for the method column (default: --model)')
+    g('--target_name', default=None, help='label for the target column (default: --dataset)')
     g('--seed', type=int, default=0)
     g('--save_model', action='store_true', help='write trained heads / models to <out>/models/')
     g('--report', action='store_true', help='per-class recall and confusion matrices')
@@ -79,10 +83,11 @@ def parse_args(argv=None):
     a = make_parser().parse_args(argv)
     if a.shots is None: a.shots = [a.train_samples] if a.train_samples else [10, 20, 50, 100]
     if a.val_samples: a.test_per_class = a.val_samples
+    a.ft_epochs = a.ft_epochs or a.epochs; a.method = a.method or a.model
     if a.classes is None: a.classes = DEFAULT_CLASSES.get(ALIASES.get(a.dataset, a.dataset))
     if a.device == 'auto': a.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     a.out = Path(a.out or f'runs/downstream_{a.model}_{a.dataset}')
-    bad = [o for o in a.data_opt if '=' not in o] + [m for m in a.proto_map if '=' not in m]
+    bad = [o for o in a.data_opt + a.proto_opt + a.proto_map if '=' not in o]
     if bad: raise UsageError(f'expected KEY=VALUE, got {bad}')
     return a
 
@@ -125,6 +130,8 @@ def target_from_dataset(ds, name:str, classes=None, with_video:bool=False) -> Ta
     "A `Target` over a `harlib.datasets` window dataset (rows are positions in `ds.index`)."
     idx = ds.index.reset_index(drop=True)
     y, names = select_classes(idx['label'].fillna(-1).astype(int).to_numpy(), list(ds.classes), classes)
+    if not classes and not all((y == c).any() for c in range(len(names))):     # drop classes without a single window
+        y, names = select_classes(y, names, [n for c, n in enumerate(names) if (y == c).any()])
     subj = idx['subject'].astype(str).to_numpy() if 'subject' in idx and idx['subject'].notna().all() else None
     groups = subj if subj is not None and len(np.unique(subj[y >= 0])) > 1 else None
     vids = (lambda rows: np.stack([np.asarray(ds[int(i)]['video']) for i in rows])) if with_video else None
@@ -185,7 +192,7 @@ def run_fewshot(mode:str, encoder, t:Target, splits, a, store:dict=None) -> list
         return ev.linear_probe(cache, t.y, splits, C, a.seed, heads=store, epochs=a.epochs, lr=a.lr,
                                weight_decay=a.weight_decay, batch_size=a.batch_size, standardize=a.standardize)
     lr_enc = a.lr if mode == 'scratch' else a.lr_encoder
-    return ev.finetune_protocol(enc, t.windows, t.y, splits, C, a.seed, models=store, epochs=a.epochs, lr_encoder=lr_enc,
+    return ev.finetune_protocol(enc, t.windows, t.y, splits, C, a.seed, models=store, epochs=a.ft_epochs, lr_encoder=lr_enc,
                                 lr_head=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size, device=a.device)
 
 # %% ../nbs/08a_downstream.ipynb #c023
@@ -299,8 +306,8 @@ def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None):
         elif mode == 'zeroshot': rows = run_zeroshot(model, t, a, proto_src)
         else: rows = run_retrieval(model, t, a)
         pre = 'random-init' if mode in ('scratch', 'random') else pretrain
-        results += [dict(method=a.model, pretrain=pre, target=t.name, mode=mode, **r) for r in rows]
-        long += ev.long_rows(rows, method=a.model, pretrain=pre, target=t.name, mode=mode)
+        results += [dict(method=a.method, pretrain=pre, target=t.name, mode=mode, **r) for r in rows]
+        long += ev.long_rows(rows, method=a.method, pretrain=pre, target=t.name, mode=mode)
         if store: _save_models(a.out, mode, store, a, t)
         _log(a, f'downstream: {mode} done in {time.perf_counter() - t0:.1f} s ({len(rows)} rows)')
     return results, long, facts
@@ -311,7 +318,8 @@ def run(a) -> pd.DataFrame:
     from harlib import __version__
     needs_video = 'retrieval' in a.mode or ('zeroshot' in a.mode and not a.proto_dataset)
     t = load_target(a.dataset, a.data_root, a.classes, needs_video, a.split, a.data_opt)
-    proto = load_target(a.proto_dataset, a.proto_root, None, True) if a.proto_dataset and 'zeroshot' in a.mode else None
+    if a.target_name: t.name = a.target_name
+    proto = load_target(a.proto_dataset, a.proto_root, None, True, None, a.proto_opt) if a.proto_dataset and 'zeroshot' in a.mode else None
     model, pretrain = get_model(a)
     _log(a, f'downstream: {t.summary()}')
     results, long, facts = evaluate_modes(a, model, pretrain, t, proto)

@@ -175,3 +175,19 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert ds.main(['--checkpoint', str(tmp_path / 'nope.pt'), '--quiet']) == 2
     assert 'does not exist' in capsys.readouterr().err
     assert ds.main(['--dataset', 'toy', '--classes', 'walking', '--quiet', '--out', str(tmp_path)]) == 2
+
+
+def test_evaluate_pipeline_notebook(tmp_path):
+    "The papermill run notebook with tiny parameters writes the combined results, table, figures and metrics."
+    import pathlib, papermill as pm
+    root = pathlib.Path(__file__).resolve().parents[1]
+    run = tmp_path / 'run'
+    pm.execute_notebook(str(root / 'nbs' / 'pipelines' / 'evaluate.ipynb'), str(tmp_path / 'out.ipynb'), cwd=str(root),
+                        parameters=dict(out=str(run), targets=['toy'], modes=['lp'], shots=[5, 10], repeats=2, epochs=2,
+                                        model='imuptst', method='probe'),
+                        kernel_name='python3', progress_bar=False)
+    assert {p.name for p in (run / 'figures').iterdir()} == {'fewshot_curves.png', 'confusion_toy.png'}
+    df = pd.read_csv(run / 'results.csv')
+    assert set(df['method']) == {'probe'} and sorted(df['shots'].unique()) == [5, 10]
+    m = json.loads((run / 'metrics.json').read_text())['mean']
+    assert 0 <= m['toy|lp|5|balanced_accuracy'] <= 1 and (run / 'table.txt').exists()
