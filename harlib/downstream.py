@@ -204,7 +204,8 @@ def encode_videos(model, videos, rows, batch_size:int=32, device='cpu') -> np.nd
                            for i in range(0, len(rows), batch_size)])
 
 def encode_imu_emb(model, t:Target, rows, a) -> np.ndarray:
-    "Projected IMU embeddings of rows of `t`."
+    "Projected IMU embeddings of rows of `t` (model in eval mode, on `a.device`)."
+    model.eval().to(a.device)
     return ev.encode(lambda x: model.encode_imu(x, project=True), t.windows(rows), a.eval_batch_size, a.device)
 
 # %% ../nbs/08a_downstream.ipynb #c024

@@ -169,6 +169,10 @@ def test_cli_zeroshot_and_retrieval(tmp_path, monkeypatch):
     zs = df[df['mode'] == 'zeroshot']
     assert sorted(zs['repeat'].unique()) == list(range(5)) and {'MRR', 'R@1', 'R@3', 'balanced_accuracy', 'macro_f1'} <= set(zs.metric)
     assert {'imu2video_R@1', 'video2imu_MRR', 'imu2video_median_rank'} <= set(df[df['mode'] == 'retrieval'].metric)
+    assert ds.main(['--mode', 'retrieval', 'zeroshot', '--prototypes', '2', '--zs_test_per_class', '6', '--out', str(tmp_path / 'z2'), '--quiet']) == 0
+    again = pd.read_csv(tmp_path / 'z2' / 'results.csv')                # eval mode (no dropout): same numbers in any order
+    key = ['mode', 'repeat', 'metric']
+    pd.testing.assert_frame_equal(df.sort_values(key).reset_index(drop=True), again.sort_values(key).reset_index(drop=True))
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -191,3 +195,12 @@ def test_evaluate_pipeline_notebook(tmp_path):
     assert set(df['method']) == {'probe'} and sorted(df['shots'].unique()) == [5, 10]
     m = json.loads((run / 'metrics.json').read_text())['mean']
     assert 0 <= m['toy|lp|5|balanced_accuracy'] <= 1 and (run / 'table.txt').exists()
+
+
+def test_embeddings_in_eval_mode():
+    from harlib.models import build_model
+    m = build_model('cross', 'tiny').train()
+    t = _video_target(); a = ds.parse_args(['--quiet'])
+    e1, e2 = ds.encode_imu_emb(m, t, np.arange(6), a), ds.encode_imu_emb(m, t, np.arange(6), a)
+    np.testing.assert_array_equal(e1, e2)                              # dropout off: the same twice
+    assert not m.training
