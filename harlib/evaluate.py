@@ -159,6 +159,7 @@ def fewshot_splits(y, groups=None, shots=(10, 20, 50, 100), repeats:int=5, test_
     "Splits for every shot count and repeat; the test set is fixed by `seed`; leakage is checked on each."
     y = np.asarray(y, int); pool, test = holdout(y, groups, test_per_class, seed, max_test_frac)
     classes, out = np.unique(y[y >= 0]), []
+    if groups is not None and len(np.unique(groups)) < 2: groups = None      # one subject: window-disjoint only
     short = {int(c): int((y[pool] == c).sum()) for c in classes if (y[pool] == c).sum() < max(shots)}
     if short: warnings.warn(f'few-shot pool has fewer than {max(shots)} windows for class(es) {short} (class: count); they use all they have')
     for r in range(repeats):
