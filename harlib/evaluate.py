@@ -340,14 +340,14 @@ def finetune(encoder, X, y, n_classes:int, seed:int=0, epochs:int=25, lr_encoder
     model = ProbeModel(enc, encode(enc, X[:2], device=device).shape[1], n_classes).to(device)
     opt = torch.optim.AdamW([dict(params=model.encoder.parameters(), lr=lr_encoder), dict(params=model.head.parameters(), lr=lr_head)],
                             weight_decay=weight_decay)
-    best, best_state = -1.0, None
+    best, best_state, model.best_epoch = -1.0, None, epochs - 1
     for ep in range(epochs):
         model.train()
         for idx in epoch_batches(len(X), batch_size, seed, ep):
             xb, yb = _batches_of(X, y, idx, device)
             loss = F.cross_entropy(model(xb), yb); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         if Xv is not None and (acc := balanced_accuracy(yv, predict(model, Xv, device=device), n_classes)) > best:
-            best, best_state = acc, copy.deepcopy(model.state_dict())
+            best, best_state, model.best_epoch = acc, copy.deepcopy(model.state_dict()), ep
     if best_state is not None: model.load_state_dict(best_state)
     return model.eval()
 
@@ -361,7 +361,7 @@ def finetune_protocol(encoder, windows, y, splits, n_classes:int, seed:int=0, mo
         m = finetune(encoder, get(s.train), y[s.train], n_classes, seed=split_seed(seed, s.shots, s.repeat), **val, **kw)
         dev = next(m.parameters()).device
         if models is not None: models[(s.shots, s.repeat)] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
-        out.append(dict(shots=s.shots, repeat=s.repeat, **classification_metrics(y[s.test], predict(m, get(s.test), device=dev), n_classes)))
+        out.append(dict(shots=s.shots, repeat=s.repeat, best_epoch=m.best_epoch, **classification_metrics(y[s.test], predict(m, get(s.test), device=dev), n_classes)))
     return out
 
 # %% ../nbs/08_evaluate.ipynb #c070
