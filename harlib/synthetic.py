@@ -386,6 +386,16 @@ def _textures(seed: int = 0):
     return fine.clip(0, 255), pan
 
 # %% ../nbs/01_synthetic.ipynb #c033
+@functools.lru_cache(maxsize=2)
+def _luts(seed: int = 0):
+    "Textures and packed lookup tables shared by every image size: floor (distance-blurred and fogged), dark steps, walls."
+    fine, pan = _textures(seed)
+    fog = np.exp(-0.6 * np.arange(FOG_LEVELS))[:, None, None, None]        # level l: distance ~ l * 5 m
+    mip = np.stack([_blur2(fine, 2 ** l) if l else fine for l in range(FOG_LEVELS)])   # blurred with distance
+    return (fine, pan, pack(mip * fog + 150 * (1 - fog)).reshape(-1), pack(mip * fog * 0.55 + 150 * (1 - fog)).reshape(-1),
+            pack(pan).reshape(-1))
+
+# %% ../nbs/01_synthetic.ipynb #c034
 class Scene:
     "Camera rays and textures for square images of `size` pixels with horizontal field of view `fov` degrees."
     def __init__(self, size: int = 112, fov: float = 90, seed: int = 0):
@@ -401,12 +411,7 @@ class Scene:
         self.tile_pix = (rows[:, :, None] * size + cols[:, None, :]).reshape(nt * nt, T * T)
         tp = self.dirs[self.tile_pix]; c = tp.mean(1); c /= np.linalg.norm(c, axis=1, keepdims=True)
         self.tile_dir = c; self.tile_rad = np.arccos(np.clip((tp @ c[:, :, None])[..., 0].min(1), -1, 1)) + 1e-3
-        fine, pan = _textures(seed); self.fine = fine
-        fog = np.exp(-0.6 * np.arange(FOG_LEVELS))[:, None, None, None]     # level l: distance ~ l * 5 m
-        mip = np.stack([_blur2(fine, 2 ** l) if l else fine for l in range(FOG_LEVELS)])   # blurred with distance
-        self.floor_lut = pack(mip * fog + 150 * (1 - fog)).reshape(-1)   # [levels * TEX * TEX] packed
-        self.dark_lut = pack(mip * fog * 0.55 + 150 * (1 - fog)).reshape(-1)
-        self.pan = pan; self.pan_packed = pack(pan).reshape(-1)
+        self.fine, self.pan, self.floor_lut, self.dark_lut, self.pan_packed = _luts(seed)
 
     def _visible(self, eye, R, C, r):
         "[B,K] whether spheres/boxes with centres C [B,K,3] and radii r [B,K] can appear in each frame."
@@ -414,7 +419,7 @@ class Scene:
         cosf = np.einsum('bkj,bj->bk', L, R[:, :, 0]) / dist
         return cosf > np.cos(np.minimum(self.half_diag + np.arcsin(np.minimum(r / dist, 1)), np.pi))
 
-# %% ../nbs/01_synthetic.ipynb #c034
+# %% ../nbs/01_synthetic.ipynb #c035
 def _floor(sc: Scene, eye, Dx, Dy, Dz, floor):
     "Packed colour [B,P] of floor or panorama, and depth [B,P] (200 m above the horizon)."
     n, c = floor['n'].astype(np.float32), floor['c']
@@ -441,7 +446,7 @@ def _floor(sc: Scene, eye, Dx, Dy, Dz, floor):
         col[sky] = np.take(sc.pan_packed, ri * ncol + ci)
     return col, tt
 
-# %% ../nbs/01_synthetic.ipynb #c035
+# %% ../nbs/01_synthetic.ipynb #c036
 def _rects(sc: Scene, eye, R, pts, pad):
     "Pixel rectangles [n,4] (i0, i1, j0, j1) bounding points pts [n,m,3] (+`pad` normalized units); full frame if behind."
     c = np.einsum('nji,nmj->nmi', R, pts - eye[:, None]); S = sc.size
@@ -503,7 +508,7 @@ def _draw_spheres(sc: Scene, col, depth, eye, R, D, spheres):
     shade = 0.55 + 0.45 * np.clip(n @ np.array([0.3, 0.2, 0.93], np.float32), 0, 1)
     cflat[fidx[m]] = pack(scol[m[0]] * shade[:, None])
 
-# %% ../nbs/01_synthetic.ipynb #c036
+# %% ../nbs/01_synthetic.ipynb #c037
 def render(sc: Scene, # rays and textures for one image size
            eye, R, # camera centres [B,3] and rotations [B,3,3] (columns: forward, left, up) in the world
            floor, # dict(n=[B,3], c=[B], stair=[B], dir=[B,2]): the floor plane n.x = c, stairs level and direction
@@ -535,7 +540,7 @@ def scene(size: int = 112, fov: float = 90) -> Scene:
     "A cached `Scene` for square frames of `size` px."
     return Scene(size, fov)
 
-# %% ../nbs/01_synthetic.ipynb #c038
+# %% ../nbs/01_synthetic.ipynb #c042
 _EGO_PARTS = [('wristL', .05, 'skin'), ('wristR', .05, 'skin'), (('elbowL', 'wristL'), .045, 'shirt'),
               (('elbowR', 'wristR'), .045, 'shirt'), ('chest', .14, 'shirt'), ('kneeL', .07, 'trousers'),
               ('kneeR', .07, 'trousers'), (('kneeL', 'ankleL'), .06, 'trousers'), (('kneeR', 'ankleR'), .06, 'trousers'),
@@ -554,7 +559,7 @@ def _look_at(cam, target):
     l = np.cross(np.array([0, 0, 1.]), f); l /= np.linalg.norm(l, axis=1, keepdims=True)
     return np.stack([f, l, np.cross(f, l)], -1)
 
-# %% ../nbs/01_synthetic.ipynb #c039
+# %% ../nbs/01_synthetic.ipynb #c043
 @dataclass
 class Session:
     "One simulated recording: IMUs per placement, egocentric frames, per-sample labels and segments."
@@ -580,7 +585,7 @@ class Session:
         return (f'Session({self.subject.id}, {self.subject.population}, {self.duration:.1f} s, imu={list(self.imu)} '
                 f'@{self.rate} Hz, frames={fr})')
 
-# %% ../nbs/01_synthetic.ipynb #c040
+# %% ../nbs/01_synthetic.ipynb #c044
 def _objects(s: Subject, tr: dict, segs: list, fs: float, rng) -> list:
     "World-fixed boxes: a table in front of each seat, an item for each pick-up, landmarks beside walks."
     objs, N = [], len(tr['psi'])
@@ -601,7 +606,7 @@ def _objects(s: Subject, tr: dict, segs: list, fs: float, rng) -> list:
             objs.append((t0 - 2, t1 + 2, c - half, c + half, tuple(rng.integers(40, 230, 3))))
     return objs
 
-# %% ../nbs/01_synthetic.ipynb #c041
+# %% ../nbs/01_synthetic.ipynb #c045
 def simulate(subject: Subject, # who moves
              program: list, # [(activity, seconds), ...], see clip_program / day_program
              seed: int = 0, # noise, gait variability, turn directions, freezing episodes
@@ -628,7 +633,7 @@ def simulate(subject: Subject, # who moves
     if video: ses.frames, ses.frame_t = ses.render(size=size, fps=fps)
     return ses
 
-# %% ../nbs/01_synthetic.ipynb #c042
+# %% ../nbs/01_synthetic.ipynb #c046
 def _render_session(self: Session, t0: float = 0, t1: float = None, fps: float = None, size: int = None,
                     view: str = 'ego', batch: int = 48, workers: int = 2):
     "Frames uint8 [F,H,W,3] and their times [F] s over [t0, t1) from the 'ego' camera or a 'third'-person view."
@@ -675,7 +680,7 @@ def _kinematics(self: Session, t) -> dict:
 
 Session.render, Session._render_idx, Session.kinematics = _render_session, _render_idx, _kinematics
 
-# %% ../nbs/01_synthetic.ipynb #c047
+# %% ../nbs/01_synthetic.ipynb #c051
 def labelled_program(minutes: float, subject: Subject = None, seed: int = 0, clip_s: float = 20, activities=None) -> list:
     "Clips of every activity in turn (shuffled per round) for `minutes`: labelled data with balanced classes."
     rng = np.random.default_rng([int(seed), 13]); acts = list(activities or ACTIVITIES); prog, left = [], minutes * 60
@@ -705,7 +710,7 @@ def corpus(n_subjects: int = 4, # subjects (one session each)
         out.append(simulate(s, prog, seed=sid, rate=50, placements=(placement,), video=video, size=size, fps=10))
     return out
 
-# %% ../nbs/01_synthetic.ipynb #c049
+# %% ../nbs/01_synthetic.ipynb #c053
 def write_mp4(path, frames: np.ndarray, fps: float = 10, crf: int = 23):
     "Write uint8 frames [F,H,W,3] as an H.264 mp4 (PyAV)."
     import av
@@ -725,7 +730,7 @@ def to_counts(x: np.ndarray, lsb: float) -> np.ndarray:
 
 def _uid(rng) -> str: return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
-# %% ../nbs/01_synthetic.ipynb #c050
+# %% ../nbs/01_synthetic.ipynb #c054
 def _device_stream(ses: Session, placement: str, t0: float, t1: float, rng, force_gap: bool = False):
     "Device-clock IMU samples over [t0, t1): times (ms from t0, jittered, with drift and gaps), values [n,6], bad spans."
     imu = ses.imu[placement]; dt = 1 / ses.rate; n = int((t1 - t0) / dt)
@@ -778,7 +783,7 @@ def _write_ego4d(root: Path, subjects, minutes, population, placement, seed, siz
     (root / 'bad_imu_windows.csv').write_text('video_uid,start_sec,end_sec,reason\n' + ''.join(r + '\n' for r in dict.fromkeys(bad_rows)))
     return root
 
-# %% ../nbs/01_synthetic.ipynb #c051
+# %% ../nbs/01_synthetic.ipynb #c055
 MMEA_CLASSES = {'1_upstairs': 'stairs_up', '2_downstairs': 'stairs_down', '4_fall': 'falling', '12_standing': 'standing',
                 '20_walking': 'walking', '29_sit_stand': 'sit_stand', '32_watch_TV': 'sitting'}
 MMEA_ACC_LSB, MMEA_GYRO_LSB = 8192, 16.4      # per g, per deg/s
@@ -827,7 +832,7 @@ def _write_pd(root: Path, subjects, minutes, population, placement, seed, log=pr
         log(f'pd: subject {s.id} -> {d.name}')
     return root
 
-# %% ../nbs/01_synthetic.ipynb #c052
+# %% ../nbs/01_synthetic.ipynb #c056
 def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
           out='synthetic_data', # output folder
           subjects: int = 2,
@@ -856,7 +861,7 @@ def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
     if layout == 'mmea': return _write_mmea(root, subjects, minutes, population, placement, seed, size, log=log)
     return _write_pd(root, subjects, minutes, population, placement, seed, log=log)
 
-# %% ../nbs/01_synthetic.ipynb #c053
+# %% ../nbs/01_synthetic.ipynb #c057
 def main(argv=None) -> int:
     """`harlib synth --layout ego4d|mmea|pd --out DIR [--subjects N] [--minutes M] [--population general|parkinsonian]
     [--placement head|chest|wrist] [--seed S] [--size PX] [--video-minutes V]`: write synthetic data in a real layout."""
@@ -873,7 +878,7 @@ def main(argv=None) -> int:
     root = write(a.layout, a.out, a.subjects, a.minutes, a.population, a.placement, a.seed, a.size, a.video_minutes)
     print(f'wrote {a.layout} layout to {root}'); return 0
 
-# %% ../nbs/01_synthetic.ipynb #c055
+# %% ../nbs/01_synthetic.ipynb #c062
 def activity_figure(activities=None, seconds: float = 8, size: int = 96, seed: int = 0, population: str = 'general'):
     "A matplotlib figure: per activity, 3 egocentric frames, a third-person frame and the head IMU of the same clip."
     import matplotlib.pyplot as plt
@@ -891,7 +896,7 @@ def activity_figure(activities=None, seconds: float = 8, size: int = 96, seed: i
     ax[0, 3].set_title('third person', fontsize=8); ax[0, 4].set_title('head acc (m/s², solid) and gyro (rad/s, dotted)', fontsize=8)
     fig.tight_layout(); return fig
 
-# %% ../nbs/01_synthetic.ipynb #c058
+# %% ../nbs/01_synthetic.ipynb #c065
 def gyro_yaw(gyro: np.ndarray, acc: np.ndarray, rate: float, rest: int = 25) -> float:
     "Yaw (rad) about gravity between the first and last sample, from integrating `gyro`; gravity from the first `rest` acc samples."
     R = np.eye(3); dt = 1 / rate
@@ -911,7 +916,7 @@ def head_yaw(R_head: np.ndarray) -> np.ndarray:
     "Heading (rad) of the head's forward axis in the world, from rotation matrices [n,3,3]."
     return np.arctan2(R_head[:, 1, 0], R_head[:, 0, 0])
 
-# %% ../nbs/01_synthetic.ipynb #c061
+# %% ../nbs/01_synthetic.ipynb #c068
 def frame_shift(frames: np.ndarray) -> np.ndarray:
     "Global image shift (dy, dx) in px between consecutive frames [F,H,W,3] by phase correlation: [F-1, 2]."
     g = frames.astype(np.float32).mean(-1); g -= g.mean((1, 2), keepdims=True)
@@ -928,7 +933,7 @@ def camera_gyro_correlation(ses: Session) -> float:
     gy = np.array([g[(t >= a) & (t < b)].mean() for a, b in zip(ses.frame_t[:-1], ses.frame_t[1:])])
     return float(np.corrcoef(img_rate, gy)[0, 1])
 
-# %% ../nbs/01_synthetic.ipynb #c068
+# %% ../nbs/01_synthetic.ipynb #c075
 def window_features(x: np.ndarray, rate: float = 50) -> np.ndarray:
     "Hand-made features of IMU windows [N,T,6]: mean, sd, 10/50/90th percentiles, band energies 0.5-3-8-20 Hz."
     f = np.fft.rfftfreq(x.shape[1], 1 / rate); P = np.abs(np.fft.rfft(x - x.mean(1, keepdims=True), axis=1)) ** 2
