@@ -95,3 +95,13 @@ def test_papermill_pipeline_fails_loudly(tmp_path):
            '--cwd', str(tmp_path), '-p', 'out', str(out), '-p', 'max_steps', '1', '-p', 'dataset', DATA[1]]
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     assert r.returncode != 0 and 'torchrun exited with status' in r.stdout + r.stderr
+
+def test_ego4d_layout_with_video_cache(tmp_path, one_thread):
+    from harlib.synthetic import write
+    write('ego4d', tmp_path / 'ego', subjects=2, minutes=1, seed=3, size=64)
+    args = ['--dataset', 'ego4d', '--data_root', str(tmp_path / 'ego'), '--preset', 'tiny', '--no_progress', '--num_workers', '0',
+            '--max_steps', '2', '--batch_size', '4', '--freeze_video', '--video_cache', str(tmp_path / 'vc')]
+    assert main([*args, '--out', str(tmp_path / 'run')]) == 0
+    recs = read_metrics(tmp_path / 'run' / 'metrics.jsonl')
+    assert recs[-1]['step'] == 2 and recs[-1]['loss'] > 0
+    assert json.loads((tmp_path / 'run' / 'config.json').read_text())['windows'] > 8
