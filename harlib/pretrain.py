@@ -313,10 +313,13 @@ def contrastive_step(net, loss_fn, micro: list, amp=contextlib.nullcontext, scal
         with amp(): o = net(**micro[0])
         loss = _loss(loss_fn, o); scale(loss).backward(); return loss.detach(), o
     states, outs = [], []
+    bufs = [b for b in net.buffers() if b.is_floating_point() or b.dtype == torch.long]
+    saved = [b.clone() for b in bufs]  # BatchNorm running stats: the replay below updates them, once
     with torch.no_grad():
         for m in micro:
             states.append((torch.get_rng_state(), _cuda_rng(device)))
             with amp(): outs.append(net(**m))
+        for b, v in zip(bufs, saved): b.copy_(v)
     leaf = lambda k: torch.cat([o[k] for o in outs]).float().requires_grad_()
     full = dict(imu_emb=leaf('imu_emb'), video_emb=leaf('video_emb'))
     for k in ('logit_scale', 'logit_bias'):
