@@ -19,7 +19,7 @@ check:
 	@$(PY) tests/check_sync.py
 
 nbtest:
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)nbdev_test --n_workers 2 --do_print
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)nbdev_test --n_workers 2 --do_print
 
 pytest:
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
