@@ -126,6 +126,13 @@ def toy_target(classes=None, **opts) -> Target:
     return Target('toy', y, subj, names, lambda rows: X[np.asarray(rows, int)])
 
 # %% ../nbs/08a_downstream.ipynb #c014
+def _video_reader(ds, name):
+    "`rows -> uint8 [n, T, H, W, 3]`; a dataset that cannot give video (e.g. PD) raises `UsageError`."
+    def get(rows):
+        try: return np.stack([np.asarray(ds[int(i)]['video']) for i in rows])
+        except ValueError as e: raise UsageError(f'{name} gives no video for these windows ({e})') from e   # datasets.BadInput
+    return get
+
 def target_from_dataset(ds, name:str, classes=None, with_video:bool=False) -> Target:
     "A `Target` over a `harlib.datasets` window dataset (rows are positions in `ds.index`)."
     idx = ds.index.reset_index(drop=True)
@@ -134,7 +141,7 @@ def target_from_dataset(ds, name:str, classes=None, with_video:bool=False) -> Ta
         y, names = select_classes(y, names, [n for c, n in enumerate(names) if (y == c).any()])
     subj = idx['subject'].astype(str).to_numpy() if 'subject' in idx and idx['subject'].notna().all() else None
     groups = subj if subj is not None and len(np.unique(subj[y >= 0])) > 1 else None
-    vids = (lambda rows: np.stack([np.asarray(ds[int(i)]['video']) for i in rows])) if with_video else None
+    vids = _video_reader(ds, name) if with_video else None
     return Target(name, y, groups, names, lambda rows: np.asarray(ds.imu_windows(np.asarray(rows, int))), vids)
 
 def load_target(name:str, root=None, classes=None, with_video:bool=False, split=None, opts=()) -> Target:
@@ -277,7 +284,8 @@ def write_results(out:Path, config:dict, results:list, long:list) -> pd.DataFram
     df.to_csv(out / 'results.csv', index=False)
     summ = {f: tb.to_dict('records') for f, tb in summary_tables(df).items()} if len(df) else {}
     (out / 'config.json').write_text(json.dumps(config, indent=1, default=str))
-    (out / 'results.json').write_text(json.dumps(dict(config=config, results=results, summary=summ), indent=1, default=str))
+    (out / 'results.json').write_text(json.dumps(dict(config=config, results=results, summary=summ, skipped=config.get('skipped', [])),
+                                                 indent=1, default=str))
     return df
 
 # %% ../nbs/08a_downstream.ipynb #c030
@@ -292,39 +300,45 @@ def _log(a, *msg):
 
 # %% ../nbs/08a_downstream.ipynb #c031
 def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None):
-    "Run every mode of `a.mode` on `t`; returns `(results, long rows, split facts)`."
+    "Run every mode of `a.mode` on `t`; returns `(results, long rows, split facts, skipped modes)`."
     facts, splits = dict(subject_disjoint=t.groups is not None), None
     if {'lp', 'finetune', 'scratch', 'random'} & set(a.mode):
         splits = ev.fewshot_splits(t.y, t.groups, a.shots, a.repeats, a.test_per_class, a.seed,
                                    a.val_frac if a.select == 'val' else 0.0, a.max_test_frac)
         facts.update(test_windows=len(splits[0].test),
                      test_subjects=sorted(set(np.asarray(t.groups)[splits[0].test].tolist())) if t.groups is not None else None)
-    results, long = [], []
+    results, long, skipped = [], [], []
     for mode in a.mode:
         t0, store = time.perf_counter(), ({} if a.save_model else None)
         if mode in ('lp', 'finetune'): rows = run_fewshot(mode, ImuFeatures(model, a.feature), t, splits, a, store)
         elif mode in ('scratch', 'random'): rows = run_fewshot(mode, random_like(model, a.seed), t, splits, a, store)
-        elif mode == 'zeroshot': rows = run_zeroshot(model, t, a, proto_src)
-        else: rows = run_retrieval(model, t, a)
+        else:
+            try: rows = run_zeroshot(model, t, a, proto_src) if mode == 'zeroshot' else run_retrieval(model, t, a)
+            except UsageError as e:      # no video source, no prototype for a class, not a cross-modal model: note it, go on
+                skipped.append(dict(mode=mode, target=t.name, reason=str(e)))
+                print(f'downstream: {mode} skipped on {t.name}: {e}', file=sys.stderr, flush=True); continue
         pre = 'random-init' if mode in ('scratch', 'random') else pretrain
         results += [dict(method=a.method, pretrain=pre, target=t.name, mode=mode, **r) for r in rows]
         long += ev.long_rows(rows, method=a.method, pretrain=pre, target=t.name, mode=mode)
         if store: _save_models(a.out, mode, store, a, t)
         _log(a, f'downstream: {mode} done in {time.perf_counter() - t0:.1f} s ({len(rows)} rows)')
-    return results, long, facts
+    return results, long, facts, skipped
 
 # %% ../nbs/08a_downstream.ipynb #c032
 def run(a) -> pd.DataFrame:
     "Everything `main` does after parsing: load, evaluate, write, print; returns the long results."
     from harlib import __version__
     needs_video = 'retrieval' in a.mode or ('zeroshot' in a.mode and not a.proto_dataset)
-    t = load_target(a.dataset, a.data_root, a.classes, needs_video, a.split, a.data_opt)
+    try: t = load_target(a.dataset, a.data_root, a.classes, needs_video, a.split, a.data_opt)
+    except UsageError:                   # a target without video: load it without; its video modes are skipped below
+        if not needs_video: raise
+        t = load_target(a.dataset, a.data_root, a.classes, False, a.split, a.data_opt)
     if a.target_name: t.name = a.target_name
     proto = load_target(a.proto_dataset, a.proto_root, None, True, None, a.proto_opt) if a.proto_dataset and 'zeroshot' in a.mode else None
     model, pretrain = get_model(a)
     _log(a, f'downstream: {t.summary()}')
-    results, long, facts = evaluate_modes(a, model, pretrain, t, proto)
-    config = dict(vars(a), out=str(a.out), harlib_version=__version__, target=t.summary(), **facts)
+    results, long, facts, skipped = evaluate_modes(a, model, pretrain, t, proto)
+    config = dict(vars(a), out=str(a.out), harlib_version=__version__, target=t.summary(), skipped=skipped, n_skipped=len(skipped), **facts)
     df = write_results(a.out, config, results, long)
     for f, tb in summary_tables(df).items(): print(f'\n{f} (% mean ± sd [95% CI])\n' + tb.to_string(index=False))
     if a.report:

@@ -187,7 +187,7 @@ def test_evaluate_pipeline_notebook(tmp_path):
     root = pathlib.Path(__file__).resolve().parents[1]
     run = tmp_path / 'run'
     pm.execute_notebook(str(root / 'nbs' / 'pipelines' / 'evaluate.ipynb'), str(tmp_path / 'out.ipynb'), cwd=str(root),
-                        parameters=dict(out=str(run), targets=['toy'], modes=['lp'], shots=[5, 10], repeats=2, epochs=2,
+                        parameters=dict(out=str(run), targets=['toy'], modes=['lp', 'zeroshot'], shots=[5, 10], repeats=2, epochs=2,
                                         model='imuptst', method='probe'),
                         kernel_name='python3', progress_bar=False)
     assert {p.name for p in (run / 'figures').iterdir()} == {'fewshot_curves.png', 'confusion_toy.png'}
@@ -195,6 +195,8 @@ def test_evaluate_pipeline_notebook(tmp_path):
     assert set(df['method']) == {'probe'} and sorted(df['shots'].unique()) == [5, 10]
     m = json.loads((run / 'metrics.json').read_text())['mean']
     assert 0 <= m['toy|lp|5|balanced_accuracy'] <= 1 and (run / 'table.txt').exists()
+    res = json.loads((run / 'results.json').read_text())
+    assert res['n_skipped'] == 1 and res['skipped'][0]['mode'] == 'zeroshot'     # the toy target has no video: noted, not fatal
 
 
 def test_embeddings_in_eval_mode():
