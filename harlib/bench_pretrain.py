@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 from .pretrain import read_metrics
 
-DATA = ['--dataset', 'synthetic', '--data_opt', 'subjects=4', '--data_opt', 'minutes=2']  # 96 windows of 5 s
+DATA = ['--dataset', 'synthetic', '--data_opt', 'subjects=6', '--data_opt', 'minutes=3']  # 216 windows of 5 s
 
 # %% ../nbs/10e_bench_pretrain.ipynb #c005
 def pretrain_run(out, nproc=1, preset='tiny', steps=20, batch_size=16, extra=(), data=None, timeout=600) -> dict:
@@ -35,7 +35,7 @@ def _throughput(root, quick: bool) -> dict:
     figs = {}
     for preset in (('tiny',) if quick else ('tiny', 'small')):
         for n in ((1,) if quick else (1, 2)):
-            r = steady(pretrain_run(root / f'{preset}_{n}p', n, preset, steps=6 if quick else 20)['records'])
+            r = steady(pretrain_run(root / f'{preset}_{n}p', n, preset, steps=6 if quick else 30)['records'])
             figs[f'sps_{preset}_{n}p'], figs[f'wait_{preset}_{n}p'] = round(r['sps'], 1), round(r['wait'], 3)
     return figs
 

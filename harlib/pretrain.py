@@ -68,7 +68,7 @@ def make_parser() -> argparse.ArgumentParser:
         description='Pretrain an IMU encoder against video (or alone). Several processes: torchrun --nproc_per_node=N -m harlib.pretrain ...')
     return _flags(p)
 
-# %% ../nbs/07_pretrain.ipynb #c009
+# %% ../nbs/07_pretrain.ipynb #c010
 def _given(argv) -> set:
     "Names of the flags present in `argv`."
     p = _flags(argparse.ArgumentParser(add_help=False))
@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         a = argparse.Namespace(**{**vars(a), **saved, **{k: v for k, v in vars(a).items() if k in given}})
     return resolve(a)
 
-# %% ../nbs/07_pretrain.ipynb #c013
+# %% ../nbs/07_pretrain.ipynb #c014
 @dataclass
 class Dist:
     "Where this process stands: rank, world size, local rank and its device."
@@ -121,7 +121,7 @@ def teardown_dist():
     "Leave the process group, if any."
     if tdist.is_available() and tdist.is_initialized(): tdist.destroy_process_group()
 
-# %% ../nbs/07_pretrain.ipynb #c017
+# %% ../nbs/07_pretrain.ipynb #c018
 def barrier(d: Dist):
     if d.ddp: tdist.barrier()
 
@@ -140,7 +140,7 @@ def mean_over_ranks(x: float, d: Dist) -> float:
     if not d.ddp: return x
     t = torch.tensor([x], dtype=torch.float64); tdist.all_reduce(t); return t.item() / d.world
 
-# %% ../nbs/07_pretrain.ipynb #c019
+# %% ../nbs/07_pretrain.ipynb #c020
 def seed_all(seed: int):
     "Seed Python, NumPy and torch."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -158,7 +158,7 @@ def set_rng_state(s: dict):
     torch.set_rng_state(s['torch'])
     if s.get('cuda') is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
-# %% ../nbs/07_pretrain.ipynb #c022
+# %% ../nbs/07_pretrain.ipynb #c023
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
     "Multiplier of the peak learning rate at optimizer step `step` (0-based) of `total`."
     if step < warmup: return (step + 1) / warmup
@@ -169,7 +169,7 @@ def warmup_steps(warmup: float, total: int) -> int:
     "`--warmup` as a step count: a fraction of `total` when < 1."
     return int(round(warmup * total)) if warmup < 1 else int(warmup)
 
-# %% ../nbs/07_pretrain.ipynb #c026
+# %% ../nbs/07_pretrain.ipynb #c027
 class ResumableSampler(DistributedSampler):
     "DistributedSampler; `set_epoch(e, skip_batches=n)` starts epoch `e` after its first `n` batches."
     def __init__(self, ds, batch_size: int, rank=0, world=1, seed=0, shuffle=True,
@@ -183,7 +183,7 @@ class ResumableSampler(DistributedSampler):
         return iter([(self.epoch, i) for i in idx] if self.with_epoch else idx)
     def __len__(self): return max(0, self.num_samples - self.skip * self.batch_size)
 
-# %% ../nbs/07_pretrain.ipynb #c030
+# %% ../nbs/07_pretrain.ipynb #c031
 class EpochSeeded(Dataset):
     "Item `i` of epoch `epoch` loads under seed f(seed, epoch, i); adds `pos` = i to the item."
     def __init__(self, ds, seed: int = 0): self.ds, self.seed, self.epoch = ds, seed, 0
@@ -191,14 +191,14 @@ class EpochSeeded(Dataset):
     def item_seed(self, i: int, epoch=None) -> int: return hash((self.seed, self.epoch if epoch is None else epoch, int(i))) % 2**31
     def __getitem__(self, key):
         e, i = key if isinstance(key, tuple) else (None, key)
-        i = int(i); s, st = self.item_seed(i, e), (random.getstate(), np.random.get_state())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s); random.seed(s); np.random.seed(s)
-            try: item = self.ds[i]
-            finally: random.setstate(st[0]); np.random.set_state(st[1])
+        i, g = int(i), torch.default_generator  # the CPU generator only: CUDA streams stay untouched
+        s, st = self.item_seed(i, e), (random.getstate(), np.random.get_state(), g.get_state())
+        g.manual_seed(s); random.seed(s); np.random.seed(s)
+        try: item = self.ds[i]
+        finally: random.setstate(st[0]); np.random.set_state(st[1]); g.set_state(st[2])
         return {**item, 'pos': i}
 
-# %% ../nbs/07_pretrain.ipynb #c033
+# %% ../nbs/07_pretrain.ipynb #c034
 def check_run_dir(out, resume=False, overwrite=False) -> str:
     "'' when `out` may be used as asked, else the reason it may not."
     p = Path(out)
@@ -220,7 +220,7 @@ def prepare_run(a, d: Dist) -> Path:
     barrier(d)
     return out
 
-# %% ../nbs/07_pretrain.ipynb #c037
+# %% ../nbs/07_pretrain.ipynb #c038
 class MetricsLog:
     "Append-only JSON-lines log; `keep_upto` drops records with step > keep_upto (resume)."
     def __init__(self, path, keep_upto=None):
@@ -235,7 +235,7 @@ def read_metrics(path) -> list:
     "The records of a metrics.jsonl file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
 
-# %% ../nbs/07_pretrain.ipynb #c040
+# %% ../nbs/07_pretrain.ipynb #c041
 def setup_logging(out, d: Dist):
     "Rank 0: INFO to out/train.log and stderr; other ranks: WARNING to stderr, prefixed with the rank."
     log.handlers.clear(); log.propagate = False
@@ -244,7 +244,7 @@ def setup_logging(out, d: Dist):
     for h in hs: h.setFormatter(fmt); log.addHandler(h)
     log.setLevel(logging.INFO if d.main else logging.WARNING)
 
-# %% ../nbs/07_pretrain.ipynb #c042
+# %% ../nbs/07_pretrain.ipynb #c043
 def digest(*parts) -> str:
     "A short stable hex digest of JSON-able parts, tensors and DataFrames."
     h = hashlib.sha256()
@@ -254,7 +254,7 @@ def digest(*parts) -> str:
         else: h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
-# %% ../nbs/07_pretrain.ipynb #c044
+# %% ../nbs/07_pretrain.ipynb #c045
 class VideoCache:
     "Per-window video features on disk: `<root>/<key>/feats.npy` [N, D] float32 + `done.npy` [N] bool."
     def __init__(self, root, key: str): self.dir = Path(root) / key
@@ -278,7 +278,7 @@ class VideoCache:
         self.done[pos] = True; self.done.flush()
     def get(self, pos) -> torch.Tensor: return torch.from_numpy(np.ascontiguousarray(self.feats[np.asarray(pos)]))
 
-# %% ../nbs/07_pretrain.ipynb #c048
+# %% ../nbs/07_pretrain.ipynb #c049
 def amp_context(precision: str, device: str):
     "autocast for bf16/fp16 on CUDA; nothing otherwise."
     if precision in ('bf16', 'fp16') and device.startswith('cuda'):
@@ -291,7 +291,7 @@ def pick_precision(precision: str, device: str) -> str:
     if not device.startswith('cuda'): return 'fp32'
     return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
 
-# %% ../nbs/07_pretrain.ipynb #c050
+# %% ../nbs/07_pretrain.ipynb #c051
 def _f32(t): return None if t is None else t.float()
 
 def _loss(loss_fn, o):
@@ -349,7 +349,7 @@ def mae_step(net, micro: list, amp=contextlib.nullcontext, scale=lambda l: l):
             l = o['loss'].float() / len(micro); scale(l).backward(); total += l.detach()
     return total, o
 
-# %% ../nbs/07_pretrain.ipynb #c054
+# %% ../nbs/07_pretrain.ipynb #c055
 def _value(s: str):
     for f in (int, float):
         try: return f(s)
@@ -362,7 +362,7 @@ def data_opts(a) -> dict:
     if bad: raise UsageError(f'--data_opt wants KEY=VALUE, got {bad[0]!r}')
     return {k: _value(v) for k, v in (o.split('=', 1) for o in a.data_opt)}
 
-# %% ../nbs/07_pretrain.ipynb #c056
+# %% ../nbs/07_pretrain.ipynb #c057
 def dataset_loader(name: str):
     "`harlib.datasets.load` for a registered name; for 'pkg.module:function', that function (same signature)."
     if ':' in name:
@@ -400,7 +400,7 @@ def image_size(model):
     "The frame size the model's video encoder works at (datasets decode straight to it), or None."
     return getattr(getattr(model, 'video_encoder', None), 'image_size', None)
 
-# %% ../nbs/07_pretrain.ipynb #c058
+# %% ../nbs/07_pretrain.ipynb #c059
 class Objective(nn.Module):
     "model + how a batch enters it: forward(imu, video=None, vfeat=None) -> the model's output dict."
     def __init__(self, model: nn.Module, kind: str): super().__init__(); self.model, self.kind = model, kind
@@ -409,7 +409,7 @@ class Objective(nn.Module):
         if self.kind == 'imu_mae': return m(imu)
         return m(imu, video) if vfeat is None else m(imu, video_features=vfeat)
 
-# %% ../nbs/07_pretrain.ipynb #c059
+# %% ../nbs/07_pretrain.ipynb #c060
 def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict) -> VideoCache:
     "Encode every window not yet in `cache` (ranks share the rows), then open it for reading."
     from tqdm.auto import tqdm
@@ -429,7 +429,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     encoder.train(mode); barrier(d)
     return cache.open()
 
-# %% ../nbs/07_pretrain.ipynb #c061
+# %% ../nbs/07_pretrain.ipynb #c062
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
 
@@ -443,7 +443,7 @@ def _scalar(o, k):
     v = o.get(k) if isinstance(o, dict) else None
     return None if v is None else float(v.detach().float().mean())
 
-# %% ../nbs/07_pretrain.ipynb #c062
+# %% ../nbs/07_pretrain.ipynb #c063
 class Trainer:
     "One pretraining run on this rank: run directory, model, data, optimizer, schedule; `fit()` trains."
     def __init__(self, a, d: Dist):
@@ -600,7 +600,7 @@ class Trainer:
         bar.close(); log.info(f'done: step {self.step}, last metrics {self.last}')
         return self.last or {}
 
-# %% ../nbs/07_pretrain.ipynb #c063
+# %% ../nbs/07_pretrain.ipynb #c064
 def main(argv=None) -> int:
     "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain`."
     try:
@@ -611,5 +611,5 @@ def main(argv=None) -> int:
         print(f'harlib pretrain: {e}', file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/07_pretrain.ipynb #c064
+# %% ../nbs/07_pretrain.ipynb #c065
 if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())
