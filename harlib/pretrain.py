@@ -173,17 +173,32 @@ def warmup_steps(warmup: float, total: int) -> int:
 class ResumableSampler(DistributedSampler):
     "DistributedSampler; `set_epoch(e, skip_batches=n)` starts epoch `e` after its first `n` batches."
     def __init__(self, ds, batch_size: int, rank=0, world=1, seed=0, shuffle=True,
-                 with_epoch=False):  # yield (epoch, index) pairs, for `EpochSeeded` behind persistent workers
+                 with_epoch=False, # yield (epoch, index) pairs, for `EpochSeeded` behind persistent workers
+                 until=None,       # stream every epoch from the set one up to `until` (exclusive) in one pass
+                 group=1):         # with `until`: keep whole groups of `group` batches per epoch (optimizer steps)
         super().__init__(ds, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
-        self.batch_size, self.skip, self.with_epoch = batch_size, 0, with_epoch
+        self.batch_size, self.skip, self.with_epoch, self.until, self.group = batch_size, 0, with_epoch, until, group
     def set_epoch(self, epoch: int, skip_batches: int = 0):
         super().set_epoch(epoch); self.skip = skip_batches
+    @property
+    def per_epoch(self) -> int:
+        "Samples of one epoch that make whole batches (whole groups of them when streaming)."
+        unit = self.batch_size * (self.group if self.until is not None else 1)
+        return self.num_samples // unit * unit
+    def _one(self, e: int, skip: int) -> list:
+        keep, self.epoch = self.epoch, e  # DistributedSampler shuffles with seed + self.epoch
+        try: idx = list(super().__iter__())[:self.per_epoch][skip * self.batch_size:]
+        finally: self.epoch = keep
+        return [(e, i) for i in idx] if self.with_epoch else idx
     def __iter__(self):
-        idx = list(super().__iter__())[self.skip * self.batch_size:]
-        return iter([(self.epoch, i) for i in idx] if self.with_epoch else idx)
-    def __len__(self): return max(0, self.num_samples - self.skip * self.batch_size)
+        start, skip = self.epoch, self.skip
+        if self.until is None: return iter(self._one(start, skip))
+        return (x for e in range(start, self.until) for x in self._one(e, skip if e == start else 0))
+    def __len__(self):
+        n = self.per_epoch * (1 if self.until is None else max(0, self.until - self.epoch))
+        return max(0, n - self.skip * self.batch_size)
 
-# %% ../nbs/07_pretrain.ipynb #c031
+# %% ../nbs/07_pretrain.ipynb #c033
 class EpochSeeded(Dataset):
     "Item `i` of epoch `epoch` loads under seed f(seed, epoch, i); adds `pos` = i to the item."
     def __init__(self, ds, seed: int = 0): self.ds, self.seed, self.epoch = ds, seed, 0
@@ -198,7 +213,7 @@ class EpochSeeded(Dataset):
         finally: random.setstate(st[0]); np.random.set_state(st[1]); g.set_state(st[2])
         return {**item, 'pos': i}
 
-# %% ../nbs/07_pretrain.ipynb #c034
+# %% ../nbs/07_pretrain.ipynb #c036
 def check_run_dir(out, resume=False, overwrite=False) -> str:
     "'' when `out` may be used as asked, else the reason it may not."
     p = Path(out)
@@ -220,7 +235,7 @@ def prepare_run(a, d: Dist) -> Path:
     barrier(d)
     return out
 
-# %% ../nbs/07_pretrain.ipynb #c038
+# %% ../nbs/07_pretrain.ipynb #c040
 class MetricsLog:
     "Append-only JSON-lines log; `keep_upto` drops records with step > keep_upto (resume)."
     def __init__(self, path, keep_upto=None):
@@ -235,7 +250,7 @@ def read_metrics(path) -> list:
     "The records of a metrics.jsonl file."
     return [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
 
-# %% ../nbs/07_pretrain.ipynb #c041
+# %% ../nbs/07_pretrain.ipynb #c043
 def setup_logging(out, d: Dist):
     "Rank 0: INFO to out/train.log and stderr; other ranks: WARNING to stderr, prefixed with the rank."
     log.handlers.clear(); log.propagate = False
@@ -244,7 +259,7 @@ def setup_logging(out, d: Dist):
     for h in hs: h.setFormatter(fmt); log.addHandler(h)
     log.setLevel(logging.INFO if d.main else logging.WARNING)
 
-# %% ../nbs/07_pretrain.ipynb #c043
+# %% ../nbs/07_pretrain.ipynb #c045
 def digest(*parts) -> str:
     "A short stable hex digest of JSON-able parts, tensors and DataFrames."
     h = hashlib.sha256()
@@ -254,7 +269,7 @@ def digest(*parts) -> str:
         else: h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
-# %% ../nbs/07_pretrain.ipynb #c045
+# %% ../nbs/07_pretrain.ipynb #c047
 class VideoCache:
     "Per-window video features on disk: `<root>/<key>/feats.npy` [N, D] float32 + `done.npy` [N] bool."
     def __init__(self, root, key: str): self.dir = Path(root) / key
@@ -278,7 +293,7 @@ class VideoCache:
         self.done[pos] = True; self.done.flush()
     def get(self, pos) -> torch.Tensor: return torch.from_numpy(np.ascontiguousarray(self.feats[np.asarray(pos)]))
 
-# %% ../nbs/07_pretrain.ipynb #c049
+# %% ../nbs/07_pretrain.ipynb #c051
 def amp_context(precision: str, device: str):
     "autocast for bf16/fp16 on CUDA; nothing otherwise."
     if precision in ('bf16', 'fp16') and device.startswith('cuda'):
@@ -291,7 +306,7 @@ def pick_precision(precision: str, device: str) -> str:
     if not device.startswith('cuda'): return 'fp32'
     return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
 
-# %% ../nbs/07_pretrain.ipynb #c051
+# %% ../nbs/07_pretrain.ipynb #c053
 def _f32(t): return None if t is None else t.float()
 
 def _loss(loss_fn, o):
@@ -349,7 +364,7 @@ def mae_step(net, micro: list, amp=contextlib.nullcontext, scale=lambda l: l):
             l = o['loss'].float() / len(micro); scale(l).backward(); total += l.detach()
     return total, o
 
-# %% ../nbs/07_pretrain.ipynb #c055
+# %% ../nbs/07_pretrain.ipynb #c057
 def _value(s: str):
     for f in (int, float):
         try: return f(s)
@@ -362,7 +377,7 @@ def data_opts(a) -> dict:
     if bad: raise UsageError(f'--data_opt wants KEY=VALUE, got {bad[0]!r}')
     return {k: _value(v) for k, v in (o.split('=', 1) for o in a.data_opt)}
 
-# %% ../nbs/07_pretrain.ipynb #c057
+# %% ../nbs/07_pretrain.ipynb #c059
 def dataset_loader(name: str):
     "`harlib.datasets.load` for a registered name; for 'pkg.module:function', that function (same signature)."
     if ':' in name:
@@ -400,7 +415,7 @@ def image_size(model):
     "The frame size the model's video encoder works at (datasets decode straight to it), or None."
     return getattr(getattr(model, 'video_encoder', None), 'image_size', None)
 
-# %% ../nbs/07_pretrain.ipynb #c059
+# %% ../nbs/07_pretrain.ipynb #c061
 class Objective(nn.Module):
     "model + how a batch enters it: forward(imu, video=None, vfeat=None) -> the model's output dict."
     def __init__(self, model: nn.Module, kind: str): super().__init__(); self.model, self.kind = model, kind
@@ -409,7 +424,7 @@ class Objective(nn.Module):
         if self.kind == 'imu_mae': return m(imu)
         return m(imu, video) if vfeat is None else m(imu, video_features=vfeat)
 
-# %% ../nbs/07_pretrain.ipynb #c060
+# %% ../nbs/07_pretrain.ipynb #c062
 def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict) -> VideoCache:
     "Encode every window not yet in `cache` (ranks share the rows), then open it for reading."
     from tqdm.auto import tqdm
@@ -429,7 +444,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     encoder.train(mode); barrier(d)
     return cache.open()
 
-# %% ../nbs/07_pretrain.ipynb #c062
+# %% ../nbs/07_pretrain.ipynb #c064
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
 
@@ -443,7 +458,7 @@ def _scalar(o, k):
     v = o.get(k) if isinstance(o, dict) else None
     return None if v is None else float(v.detach().float().mean())
 
-# %% ../nbs/07_pretrain.ipynb #c063
+# %% ../nbs/07_pretrain.ipynb #c065
 class Trainer:
     "One pretraining run on this rank: run directory, model, data, optimizer, schedule; `fit()` trains."
     def __init__(self, a, d: Dist):
@@ -456,8 +471,9 @@ class Trainer:
         seed_all(a.seed + d.rank)
         self.cache = self._video_cache()
         self.ds = EpochSeeded(load_data(a, self.wants_video and self.cache is None, image_size(self.model)), a.seed)
-        self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed, with_epoch=True)
-        self.spe = len(self.sampler) // a.batch_size // a.accum_steps  # optimizer steps per epoch
+        self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed, with_epoch=True, until=a.epochs,
+                                        group=a.accum_steps)
+        self.spe = self.sampler.per_epoch // a.batch_size // a.accum_steps  # optimizer steps per epoch
         if self.spe < 1: raise UsageError(f'{len(self.ds)} windows over {d.world} process(es) make no full '
                                           f'step of {a.batch_size} x {a.accum_steps}; lower --batch_size or --accum_steps')
         self.total = a.epochs * self.spe if not a.max_steps else min(a.max_steps, a.epochs * self.spe)
@@ -515,15 +531,13 @@ class Trainer:
         cache = VideoCache(a.video_cache, digest(desc, getattr(ds, 'index', None), *enc.state_dict().values()))
         return fill_cache(cache, ds, enc, d, a, desc)
 
-    def _loader(self, epoch: int, skip: int):
-        "The DataLoader positioned at (epoch, skip); made once, its workers persist across epochs."
+    def _batches(self):
+        "One iterator over the batches of the rest of the run, from (epoch, batch): no refill at epoch ends."
         a, d = self.a, self.d
-        self.sampler.set_epoch(epoch, skip)
-        if getattr(self, 'loader', None) is None:
-            g = torch.Generator().manual_seed(hash((a.seed, d.rank)) % 2**31)
-            self.loader = DataLoader(self.ds, a.batch_size, sampler=self.sampler, num_workers=a.num_workers, drop_last=True,
-                                     generator=g, pin_memory=d.device.startswith('cuda'), persistent_workers=a.num_workers > 0)
-        return self.loader
+        self.sampler.set_epoch(self.epoch, self.batch)
+        g = torch.Generator().manual_seed(hash((a.seed, d.rank)) % 2**31)
+        return iter(DataLoader(self.ds, a.batch_size, sampler=self.sampler, num_workers=a.num_workers, drop_last=True,
+                               generator=g, pin_memory=d.device.startswith('cuda')))
 
     def _inputs(self, b: dict) -> dict:
         x = dict(imu=b['imu'])
@@ -566,7 +580,7 @@ class Trainer:
     def _epoch(self, bar):
         "Train from the current (epoch, batch) to the end of the epoch or of the run; True if the epoch ended."
         a, d = self.a, self.d
-        it = iter(self._loader(self.epoch, self.batch))
+        it = self.it
         iv, rec = dict(t0=time.perf_counter(), wait=0., loss=0., n=0), None
         while self.batch < self.spe * a.accum_steps and self.step < self.total:
             t = time.perf_counter(); micro = [self._inputs(next(it)) for _ in range(a.accum_steps)]
@@ -590,7 +604,7 @@ class Trainer:
                  f'{d.world} process(es) on {d.device}, {self.precision}')
         bar = tqdm(total=self.total, initial=self.step, desc='pretrain', disable=not d.main or a.no_progress,
                    dynamic_ncols=True, mininterval=1.0)
-        self.last = None
+        self.last, self.it = None, self._batches()
         while self.step < self.total:
             if not self._epoch(bar): break
             self.epoch, self.batch = self.epoch + 1, 0
@@ -600,7 +614,7 @@ class Trainer:
         bar.close(); log.info(f'done: step {self.step}, last metrics {self.last}')
         return self.last or {}
 
-# %% ../nbs/07_pretrain.ipynb #c064
+# %% ../nbs/07_pretrain.ipynb #c066
 def main(argv=None) -> int:
     "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain`."
     try:
@@ -611,5 +625,5 @@ def main(argv=None) -> int:
         print(f'harlib pretrain: {e}', file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/07_pretrain.ipynb #c065
+# %% ../nbs/07_pretrain.ipynb #c067
 if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())
