@@ -101,10 +101,21 @@ def center_crop(x, size):
     return x[..., t:t + size, l:l + size, :]
 
 # %% ../nbs/02_video.ipynb #c024
-@functools.lru_cache(maxsize=8)
-def _reader(path, w, h, pid, version):
+_READERS, _INHERITED = {}, []   # open decord readers of this process; readers inherited through fork (never closed)
+
+def _after_fork():
+    "In a forked child (a DataLoader worker), set the parent's readers aside: closing them there aborts the process."
+    _INHERITED.append(dict(_READERS)); _READERS.clear()
+
+os.register_at_fork(after_in_child=_after_fork)
+
+def _reader(path, w, h, version, keep=8):
     import decord
-    return decord.VideoReader(path, width=w, height=h, num_threads=1)
+    key = (path, w, h, version)
+    if key not in _READERS:
+        while len(_READERS) >= keep: _READERS.pop(next(iter(_READERS)))
+        _READERS[key] = decord.VideoReader(path, width=w, height=h, num_threads=1)
+    return _READERS[key]
 
 def _resize(frames, w, h):
     import torch, torch.nn.functional as F
@@ -114,7 +125,7 @@ def _resize(frames, w, h):
 
 def _decode(path, uniq, w, h, native):
     st = Path(path).stat()
-    vr = _reader(str(path), -1 if native else w, -1 if native else h, os.getpid(), (st.st_size, st.st_mtime_ns))
+    vr = _reader(str(path), -1 if native else w, -1 if native else h, (st.st_size, st.st_mtime_ns))
     if uniq[-1] >= len(vr): raise VideoError(path, f'frame {uniq[-1]} requested but the video has {len(vr)} frames')
     x = vr.get_batch(uniq.tolist()).asnumpy()
     return _resize(x, w, h) if native else x
@@ -130,7 +141,7 @@ def decode(path, idx, size=112) -> np.ndarray:
         try: frames = _decode(path, uniq, w, h, native=True)
         except VideoError: raise
         except Exception as e:  # RuntimeError / DECORDError on damaged files
-            _reader.cache_clear(); raise VideoError(path, f'decoding failed (corrupt or truncated?): {str(e).splitlines()[0][:200]}') from None
+            _READERS.clear(); raise VideoError(path, f'decoding failed (corrupt or truncated?): {str(e).splitlines()[0][:200]}') from None
     return np.ascontiguousarray(center_crop(frames[inv].reshape(*np.shape(idx), h, w, 3), size))
 
 # %% ../nbs/02_video.ipynb #c025

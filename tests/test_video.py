@@ -73,3 +73,15 @@ def test_prepare_video_layouts():
     v = torch.randint(0, 255, (2, 10, 32, 32, 3), dtype=torch.uint8)
     assert prepare_video(v, 'videomae', 224).shape == (2, 10, 3, 224, 224)
     assert prepare_video(v, 'clip', 224).shape == (2, 3, 224, 224)
+
+class _ManyFiles(torch.utils.data.Dataset):
+    def __init__(self, paths): self.paths = paths
+    def __len__(self): return len(self.paths)
+    def __getitem__(self, i): return torch.from_numpy(read_frames(self.paths[i], 0, 2, 4, 32, 'eval'))
+
+def test_workers_forked_after_the_parent_decoded(tmp_path):
+    "Readers inherited through fork must never be closed in the worker (that aborts it)."
+    paths = [write_video(tmp_path / f'v{i}.mp4', counter_frames(20)) for i in range(12)]
+    for p in paths[:10]: read_frames(p, 0, 2, 4, 32, 'eval')              # the parent holds open readers
+    dl = torch.utils.data.DataLoader(_ManyFiles(paths), batch_size=3, num_workers=2, timeout=60)
+    assert torch.cat(list(dl)).shape == (12, 4, 32, 32, 3)
