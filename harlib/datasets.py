@@ -67,9 +67,11 @@ class Policy:
         try: yield ok
         except (BadInput, BadRecording, VideoError, OSError, ValueError, KeyError, IndexError) as e:
             if self.strict and isinstance(e, BadInput): raise
-            reason = reason_of(e); detail = e.detail if isinstance(e, BadInput) else str(e)
-            if isinstance(e, BadInput): where = e.where
-            self.skip(where, reason, detail if not isinstance(e, BadInput) else e.detail)
+            if isinstance(e, BadInput): where, detail = e.where, e.detail
+            elif isinstance(e, BadRecording): where, detail = e.name, e.problem       # the file itself
+            elif isinstance(e, VideoError): where, detail = e.path, e.problem
+            else: detail = f'{type(e).__name__}: {e}'
+            self.skip(where, reason_of(e), detail)
 
 # %% ../nbs/03_datasets.ipynb #c011
 @dataclass
@@ -314,7 +316,9 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     cfg = DATASETS.get(ALIASES.get(name, name))
     if cfg is None: raise ValueError(f'unknown dataset {name!r}; known: {", ".join(sorted(DATASETS))}')
     opts = {**cfg.defaults, **opts}; policy = Policy(strict, cfg.name)
-    classes, exclude, seed = opts.pop('classes', None), opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
+    takes = inspect.signature(cfg.reader).parameters   # `classes` names the labels for readers that take it, else selects
+    classes = None if 'classes' in takes else opts.pop('classes', None)
+    exclude, seed = opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
     recs, names = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
     ds = WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
     if classes is not None or exclude is not None: ds = select_classes(ds, classes, exclude)
