@@ -79,18 +79,18 @@ def test_frozen_video_cache_reused(tmp_path, one_thread):
     assert np.load(key / 'done.npy').all()
 
 def test_papermill_pipeline(tmp_path):
-    out = tmp_path / 'nb_run'
+    out = tmp_path / 'nb_run'; out.mkdir()  # the executed notebook goes into the run directory
     params = dict(size='tiny', dataset=DATA[1], data_opts='subjects=2 minutes=1', max_steps=3, batch_size=4, nproc=1, num_workers=0, out=str(out))
-    cmd = [str(BIN / 'papermill'), str(ROOT / 'nbs' / 'pipelines' / 'pretrain.ipynb'), str(tmp_path / 'executed.ipynb'),
+    cmd = [str(BIN / 'papermill'), str(ROOT / 'nbs' / 'pipelines' / 'pretrain.ipynb'), str(out / 'pretrain.ipynb'),
            '-k', 'python3', '--cwd', str(tmp_path)] + [x for k, v in params.items() for x in ('-p', k, str(v))]
     ok(subprocess.run(cmd, capture_output=True, text=True, env=ENV))
     assert (out / 'figures' / 'pretrain_curves.png').stat().st_size > 1000
     assert [r['step'] for r in read_metrics(out / 'metrics.jsonl')] == [1, 2, 3]
-    text = (tmp_path / 'executed.ipynb').read_text()
+    text = (out / 'pretrain.ipynb').read_text()
     assert 'torchrun' in text and 'final_loss' in text
 
 def test_papermill_pipeline_fails_loudly(tmp_path):
-    out = tmp_path / 'taken'; out.mkdir(); (out / 'x').write_text('x')
+    out = tmp_path / 'taken'; out.mkdir(); (out / 'config.json').write_text('{}')
     cmd = [str(BIN / 'papermill'), str(ROOT / 'nbs' / 'pipelines' / 'pretrain.ipynb'), str(tmp_path / 'e.ipynb'), '-k', 'python3',
            '--cwd', str(tmp_path), '-p', 'out', str(out), '-p', 'max_steps', '1', '-p', 'dataset', DATA[1]]
     r = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
