@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np, pandas as pd, torch
+from fastcore.basics import patch
 from . import imu
 from .imu import RATE, WINDOW, SensorSpec, BadRecording
 from .video import VideoError, ClipCache, read_frames, frame_indices, probe
@@ -183,9 +184,9 @@ def _rng():
     "A generator seeded from torch's RNG (reseeded per DataLoader worker, reproducible with torch.manual_seed)."
     return np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
 
-def video_window(self, i, rng=None) -> np.ndarray:
+def video_window(self, i, rng=None, row=None) -> np.ndarray:
     "uint8 `[num_frames, size, size, 3]` for row `i`: frames of the window's span chosen as in the paper."
-    row = self.index.iloc[i]; r = self.recs[row['recording']]
+    row = self.index.iloc[i] if row is None else row; r = self.recs[row['recording']]
     rng = rng if rng is not None else (_rng() if self.mode == 'train' else None)
     if isinstance(r.video, np.ndarray):   # in-memory frames
         i0 = int(round(row['start_s'] * r.fps)); i1 = min(len(r.video), int(round(row['end_s'] * r.fps)))
@@ -210,7 +211,7 @@ def getitem(self, i):
     item = dict(imu=torch.from_numpy(self.data[o:o + WINDOW].copy()), label=torch.tensor(row['label'], dtype=torch.int64),
                 subject=str(row['subject']), index=int(i),
                 meta=dict(recording=str(row['recording']), start_s=float(row['start_s']), source=str(row['source'])))
-    if self.with_video: item['video'] = torch.from_numpy(np.ascontiguousarray(self.video_window(i)))
+    if self.with_video: item['video'] = torch.from_numpy(np.ascontiguousarray(self.video_window(i, row=row)))
     return item
 
 WindowDataset.__getitem__ = getitem
@@ -229,7 +230,25 @@ def _repr(self):
 
 WindowDataset.subset, WindowDataset.__repr__ = subset, _repr
 
-# %% ../nbs/03_datasets.ipynb #c030
+# %% ../nbs/03_datasets.ipynb #c027
+class _Fill(torch.utils.data.Dataset):
+    def __init__(self, ds): self.ds = ds
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        try: self.ds.video_window(i, np.random.default_rng(0)); return i, ''
+        except (VideoError, BadInput) as e: return i, str(e)
+
+@patch
+def fill_video_cache(self: WindowDataset, num_workers: int = 0):
+    "Decode every window's clip into `.cache` once; drop (lenient) or raise on (strict) clips that fail. Returns self."
+    if self.cache is None: raise ValueError(f'{self.name}: no video cache; load(..., video_cache=FOLDER)')
+    dl = torch.utils.data.DataLoader(_Fill(self), batch_size=None, num_workers=num_workers)
+    bad = [(i, msg) for i, msg in dl if msg]
+    for i, msg in bad: self.policy.skip(self.index.iloc[i]['recording'], 'bad_video', msg)
+    if bad: self.index = self.index.drop(self.index.index[[i for i, _ in bad]]).reset_index(drop=True)
+    return self
+
+# %% ../nbs/03_datasets.ipynb #c032
 def check_disjoint(index, col='subject'):
     "Assert that no value of `col` appears in two splits of `index`."
     seen = index[index['split'] != ''].groupby(col)['split'].nunique()
@@ -246,7 +265,7 @@ def subject_split(index, val=0.15, test=0.2, seed=0) -> pd.Series:
     check_disjoint(pd.DataFrame(dict(subject=index['subject'], split=out)))
     return out
 
-# %% ../nbs/03_datasets.ipynb #c031
+# %% ../nbs/03_datasets.ipynb #c033
 def fewshot(index, k, seed=0, n_test=0, label_col='label', groups=None):
     "Positions of `k` windows per class (and `n_test` others per class) drawn by `seed` -> (train, test)."
     rng = np.random.default_rng(seed); y = np.asarray(index[label_col]); tr, te = [], []
@@ -259,7 +278,7 @@ def fewshot(index, k, seed=0, n_test=0, label_col='label', groups=None):
         te.append(rest[:n_test])
     return np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
 
-# %% ../nbs/03_datasets.ipynb #c035
+# %% ../nbs/03_datasets.ipynb #c037
 def read_table(path, ncols=None, header=None) -> pd.DataFrame:
     "A numeric CSV as a DataFrame (`header=None`: no header row); BadInput for empty, truncated, ragged or non-numeric files."
     path = Path(path); data = path.read_bytes()
@@ -281,7 +300,7 @@ def numeric(df, cols, path) -> np.ndarray:
         i, j = np.argwhere(bad)[0]; raise BadInput(path, 'unreadable', f'non-numeric value {sub.iat[i, j]!r} in row {i + 1}')
     return x
 
-# %% ../nbs/03_datasets.ipynb #c039
+# %% ../nbs/03_datasets.ipynb #c041
 @dataclass
 class DatasetConfig:
     "A dataset: sensor spec, classes, subjects, split rule, notes, and the reader that builds its recordings."
@@ -301,7 +320,7 @@ def register(cfg: DatasetConfig):
     "Add (or replace) a dataset in the registry."
     DATASETS[cfg.name] = cfg; return cfg
 
-# %% ../nbs/03_datasets.ipynb #c040
+# %% ../nbs/03_datasets.ipynb #c042
 DS_OPTS = ('stride', 'min_purity', 'normalize', 'median', 'num_frames', 'size', 'mode', 'video_cache')
 
 def _reader_opts(cfg, opts) -> dict:
@@ -327,7 +346,7 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     if split is not None: ds = ds.subset((ds.index['split'] == split).to_numpy())
     return ds
 
-# %% ../nbs/03_datasets.ipynb #c041
+# %% ../nbs/03_datasets.ipynb #c043
 def select_classes(ds, classes=None, exclude=None) -> WindowDataset:
     "Keep windows of `classes` (names, in this order: labels become 0..k-1) or drop those in `exclude`."
     if isinstance(classes, str): classes = [classes]
@@ -338,7 +357,7 @@ def select_classes(ds, classes=None, exclude=None) -> WindowDataset:
     out.classes = list(classes); out.index['label'] = out.index['label_name'].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
     return out
 
-# %% ../nbs/03_datasets.ipynb #c043
+# %% ../nbs/03_datasets.ipynb #c045
 def read_synthetic(root, cfg, policy, with_video=False, population='general', placement='head', subjects=2, minutes=2,
                    labelled=False, seed=0, size=64):
     "Recordings of `harlib.synthetic.corpus` (one per subject; per-sample activity labels; frames in memory)."
@@ -352,7 +371,7 @@ def read_synthetic(root, cfg, policy, with_video=False, population='general', pl
 register(DatasetConfig('synthetic', read_synthetic, SensorSpec(50), subjects='simulated subject ids', split='subject',
                        notes='simulated; labels per sample (-1 in transitions); video rendered in memory at 10 fps'))
 
-# %% ../nbs/03_datasets.ipynb #c048
+# %% ../nbs/03_datasets.ipynb #c050
 CLASS_DIR = re.compile(r'^(\d+)_(.+)$')
 
 def mmea_root(root) -> Path:
@@ -368,7 +387,7 @@ def clip_key(path):
     cls = next((q for q in reversed(p.parent.parts) if CLASS_DIR.match(q)), None)
     return cls, p.stem
 
-# %% ../nbs/03_datasets.ipynb #c050
+# %% ../nbs/03_datasets.ipynb #c052
 def mmea_splits(base: Path) -> dict:
     "(class folder, stem) -> split name, from the official lists present."
     out = {}
@@ -389,7 +408,7 @@ def _class_dirs(top: Path, policy):
         else: policy.skip(d, 'unknown_class_folder', f'{sum(1 for _ in d.iterdir())} file(s); class folders are named <number>_<name>')
     return out
 
-# %% ../nbs/03_datasets.ipynb #c051
+# %% ../nbs/03_datasets.ipynb #c053
 def _video_file(vdir: Path, cls, stem):
     return next((vdir / cls / f'{stem}{e}' for e in ('.mp4', '.avi', '.MP4', '.mkv') if (vdir / cls / f'{stem}{e}').exists()), None)
 
@@ -432,7 +451,7 @@ register(DatasetConfig('mmea', read_mmea, imu.SPECS['mmea'], split='official',
                        subjects='none in the release (10 people, not identified); subject_pattern= parses a stem',
                        notes='labels from <number>_<name> class folders; official clip-level 7:2:1 lists (people overlap across splits); centre 5 s per clip'))
 
-# %% ../nbs/03_datasets.ipynb #c057
+# %% ../nbs/03_datasets.ipynb #c062
 PD_CLASSES = ('bending', 'walking', 'standing', 'turning', 'sitting')
 
 def read_pd(root, cfg, policy, with_video=False):
@@ -463,7 +482,7 @@ def _pd_table(f):
 register(DatasetConfig('pd', read_pd, imu.SPECS['pd'], PD_CLASSES, subjects='the folder holding each class file (P01, ...)',
                        split='subject', notes='chest IMU, Parkinsonian patients at home; bouts separated by clock jumps'))
 
-# %% ../nbs/03_datasets.ipynb #c061
+# %% ../nbs/03_datasets.ipynb #c066
 def _need(v, keys, where):
     "v[k1][k2]... or BadInput('missing_metadata')."
     for k in keys.split('.'):
@@ -471,22 +490,26 @@ def _need(v, keys, where):
         v = v[k]
     return v
 
-def _ego_imu(root: Path, uid, source):
-    "(x [T,6] acc+gyro SI, timestamps ms, file) of one video's IMU, from processed_imu/ or imu/."
+def _ego_imu_file(root: Path, uid, source) -> Path:
+    "The file holding one video's IMU: processed_imu/<uid>.npy (preferred by 'auto') or imu/<uid>.csv."
     npy, csv = root / 'processed_imu' / f'{uid}.npy', root / 'imu' / f'{uid}.csv'
-    if source in ('auto', 'processed') and npy.exists():
-        ts = root / 'processed_imu' / f'{uid}_timestamps.npy'
-        if not ts.exists(): raise BadInput(npy, 'missing_timestamps', f'no {ts.name}')
-        return np.load(npy).T, np.load(ts), npy
-    if source in ('auto', 'csv') and csv.exists():
-        df = read_table(csv, header=True)
-        cols = ['accl_x', 'accl_y', 'accl_z', 'gyro_x', 'gyro_y', 'gyro_z']
-        miss = [c for c in ['canonical_timestamp_ms'] + cols if c not in df.columns]
-        if miss: raise BadInput(csv, 'missing_columns', f'no {miss}')
-        return numeric(df, cols, csv), numeric(df, ['canonical_timestamp_ms'], csv)[:, 0], csv
+    if source in ('auto', 'processed') and npy.exists(): return npy
+    if source in ('auto', 'csv') and csv.exists(): return csv
     raise BadInput(f'ego4d video {uid}', 'video_without_imu', 'has_imu is true but there is no imu/<uid>.csv or processed_imu/<uid>.npy')
 
-# %% ../nbs/03_datasets.ipynb #c062
+def _ego_imu(f: Path):
+    "(x [T,6] acc+gyro SI, timestamps ms) from a processed_imu array (6 x T, acc first) or an imu CSV (gyro first)."
+    if f.suffix == '.npy':
+        ts = f.with_name(f'{f.stem}_timestamps.npy')
+        if not ts.exists(): raise BadInput(f, 'missing_timestamps', f'no {ts.name}')
+        return np.load(f).T, np.load(ts)
+    df = read_table(f, header=True)
+    cols = ['accl_x', 'accl_y', 'accl_z', 'gyro_x', 'gyro_y', 'gyro_z']
+    miss = [c for c in ['canonical_timestamp_ms'] + cols if c not in df.columns]
+    if miss: raise BadInput(f, 'missing_columns', f'no {miss}')
+    return numeric(df, cols, f), numeric(df, ['canonical_timestamp_ms'], f)[:, 0]
+
+# %% ../nbs/03_datasets.ipynb #c067
 def _cached(fn, f: Path, cache_dir):
     "fn() -> Recording, cached on disk under `cache_dir` keyed by the file's path, size and time."
     if not cache_dir: return fn()
@@ -508,7 +531,7 @@ def _ego_video(root: Path, uid):
     return next((p for p in (root / 'video' / f'{uid}.mp4', root / 'full_scale' / f'{uid}.mp4', root / 'v2' / 'full_scale' / f'{uid}.mp4')
                  if p.exists()), None)
 
-# %% ../nbs/03_datasets.ipynb #c063
+# %% ../nbs/03_datasets.ipynb #c068
 def read_ego4d(root, cfg, policy, with_video=False, imu_source='auto', cache_dir=None, stride=WINDOW):
     "Recordings of the Ego4D layout (videos with IMU; timestamps aligned to the video clock; bad list honoured)."
     root = Path(root or '.'); meta = root / 'ego4d.json'
@@ -528,8 +551,10 @@ def _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, s
     has_imu = _need(v, 'has_imu', where)
     dur = float(v.get('video_metadata', {}).get('video_duration_sec') or _need(v, 'duration_sec', where))
     if not has_imu: policy.note(where, 'no_imu', 'has_imu is false', 1); return None
-    x, t_ms, f = _ego_imu(root, uid, imu_source)
-    r = _cached(lambda: imu.to_canonical(x, cfg.spec, timestamps_ms=t_ms, name=str(f)), f, cache_dir)
+    f = _ego_imu_file(root, uid, imu_source)
+    def canon():
+        x, t_ms = _ego_imu(f); return imu.to_canonical(x, cfg.spec, timestamps_ms=t_ms, name=str(f))
+    r = _cached(canon, f, cache_dir)                  # parsed and resampled once; with cache_dir, once per file version
     grid = np.arange(np.ceil(r.t0_s / 5 - 1e-6) * 5, r.t0_s + len(r.x) / RATE, stride / RATE)
     subj = str((v.get('harlib') or {}).get('subject') or v.get('participant_id') or v.get('fb_participant_id') or uid)
     rec = Rec(uid, subj, r.x, r.valid, t0_s=r.t0_s, starts=np.rint((grid - r.t0_s) * RATE).astype(np.int64), max_s=dur)
@@ -542,7 +567,7 @@ def _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, s
 register(DatasetConfig('ego4d', read_ego4d, SensorSpec(200, placement='head'), subjects='harlib.subject / participant_id if present, else the video uid',
                        split='subject', notes='IMU timestamps in ms on the video clock; 5-s grid; bad_imu_windows.csv honoured'))
 
-# %% ../nbs/03_datasets.ipynb #c068
+# %% ../nbs/03_datasets.ipynb #c073
 def read_basicmotions(root, cfg, policy, with_video=False):
     "The UEA BasicMotions cases from aeon (10 Hz, 6 channels, units unknown) as 10-s recordings."
     from aeon.datasets import load_basic_motions
@@ -557,7 +582,7 @@ def read_basicmotions(root, cfg, policy, with_video=False):
 register(DatasetConfig('basicmotions', read_basicmotions, SensorSpec(10, placement='wrist'), split='official',
                        subjects='none', notes='UEA BasicMotions from aeon; units unknown (no conversion; z-scored per recording); wrist'))
 
-# %% ../nbs/03_datasets.ipynb #c072
+# %% ../nbs/03_datasets.ipynb #c077
 def resample_labels(lab, rate_in, n_out):
     "Per-sample labels at `rate_in` Hz taken to `n_out` samples at 50 Hz (nearest earlier sample)."
     lab = np.asarray(lab)
@@ -581,7 +606,7 @@ def read_arrays(root, cfg, policy, with_video=False, X=None, y=None, subjects=No
 
 register(DatasetConfig('arrays', read_arrays, None, subjects='subjects=', split='subject', notes='your arrays'))
 
-# %% ../nbs/03_datasets.ipynb #c075
+# %% ../nbs/03_datasets.ipynb #c080
 SPEC_FILES = ('harlib.json', 'harlib.yaml', 'harlib.yml')
 
 def folder_spec(root: Path, spec=None) -> dict:
@@ -599,7 +624,7 @@ def _sensor_spec(sp) -> SensorSpec:
     keys = ('rate', 'acc_unit', 'gyro_unit', 'acc_lsb', 'gyro_lsb', 'order', 'signs', 'placement')
     return SensorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in sp.items() if k in keys})
 
-# %% ../nbs/03_datasets.ipynb #c076
+# %% ../nbs/03_datasets.ipynb #c081
 def _folder_file(f, root, sp, spec, names):
     df = read_table(f, header=True)
     cols = sp.get('columns') or [c for c in df.columns if c != sp.get('time_column') and c not in (sp.get('label'), sp.get('subject'))

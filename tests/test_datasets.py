@@ -209,3 +209,16 @@ def test_ego4d_corrupt_video_only_matters_with_video(fx, tmp_path):
     assert not load('ego4d', root).report.get('bad_video')
     ds = load('ego4d', root, with_video=True, size=32)
     assert ds.report['bad_video'] == 1 and uid not in set(ds.index['recording'])
+
+def test_fill_video_cache_drops_clips_that_fail_only_while_decoding(fx, tmp_path):
+    from harlib.video import write_video
+    root = bad.copy(fx['mmea'], tmp_path / 'm'); v = mmea_file(root, 'video')
+    noise = np.random.default_rng(0).integers(0, 255, (400, 32, 32, 3), np.uint8)
+    write_video(v, noise, fps=25, faststart=True)                     # header first: probing succeeds ...
+    v.write_bytes(v.read_bytes()[: v.stat().st_size // 4])            # ... but the frames of the centre 5 s are gone
+    ds = load('mmea', root, with_video=True, size=32, video_cache=tmp_path / 'c')
+    assert len(ds) == 14
+    ds.fill_video_cache(num_workers=2)
+    assert len(ds) == 13 and ds.report == {'bad_video': 1} and '4_fall/s000_000' not in set(ds.index['recording'])
+    with pytest.raises(BadInput, match='bad_video'):
+        load('mmea', root, with_video=True, size=32, video_cache=tmp_path / 'c2', strict=True).fill_video_cache()
