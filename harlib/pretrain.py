@@ -58,6 +58,7 @@ def _flags(p):
     g('--overwrite', action='store_true', help='delete an existing run directory first')
     g('--seed', type=int, default=0)
     g('--device', default='auto', help="auto, cpu or cuda")
+    g('--threads', type=int, default=0, help='torch CPU threads per process (0: torch default; torchrun sets 1 when N > 1)')
     g('--no_progress', action='store_true', help='no tqdm bar')
     g('--step_sleep', type=float, default=0.0, help=argparse.SUPPRESS)  # tests: slow a run down to kill it mid-way
     return p
@@ -633,6 +634,7 @@ def main(argv=None) -> int:
     "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain`."
     try:
         a = parse_args(argv); d = setup_dist(a.device)
+        if a.threads: torch.set_num_threads(a.threads)
         try: Trainer(a, d).fit()
         finally: teardown_dist()
     except UsageError as e:
