@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['log', 'DATASETS', 'ALIASES', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES', 'BadInput', 'reason_of', 'Report',
-           'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset', 'imu_windows', 'video_window', 'getitem',
-           'subset', 'check_disjoint', 'subject_split', 'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register',
-           'load', 'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
-           'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder']
+           'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset', 'check_disjoint', 'subject_split',
+           'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load', 'select_classes', 'read_synthetic',
+           'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd', 'read_ego4d', 'read_basicmotions',
+           'resample_labels', 'read_arrays', 'folder_spec', 'read_folder']
 
 # %% ../nbs/03_datasets.ipynb #c004
 import os, re, io, json, inspect, hashlib, logging, functools
@@ -150,7 +150,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self._build(rows, normalize, median, min_purity, source or name)
 
 # %% ../nbs/03_datasets.ipynb #c021
-@torch.no_grad()
+@patch
 def _build(self: WindowDataset, rows, normalize, median, min_purity, source):
     xs, self.stats = _normalize([r for r, _ in rows], normalize, median)
     offs = np.cumsum([0] + [len(x) for x in xs])
@@ -167,24 +167,23 @@ def _build(self: WindowDataset, rows, normalize, median, min_purity, source):
     self.index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     self.index['label'] = self.index['label'].astype(np.int64); self.index['_off'] = self.index['_off'].astype(np.int64)
 
-WindowDataset._build = _build
-
 # %% ../nbs/03_datasets.ipynb #c022
-def _len(self): return len(self.index)
+@patch
+def __len__(self: WindowDataset): return len(self.index)
 
-def imu_windows(self, rows=None) -> np.ndarray:
+@patch
+def imu_windows(self: WindowDataset, rows=None) -> np.ndarray:
     "IMU windows float32 `[N, 250, 6]` of `rows` (positions in `.index`; all when None) in one gather."
     off = self.index['_off'].to_numpy() if rows is None else self.index['_off'].to_numpy()[np.asarray(rows, np.int64)]
     return self.data[off[:, None] + np.arange(WINDOW)]
-
-WindowDataset.__len__, WindowDataset.imu_windows = _len, imu_windows
 
 # %% ../nbs/03_datasets.ipynb #c023
 def _rng():
     "A generator seeded from torch's RNG (reseeded per DataLoader worker, reproducible with torch.manual_seed)."
     return np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
 
-def video_window(self, i, rng=None, row=None) -> np.ndarray:
+@patch
+def video_window(self: WindowDataset, i, rng=None, row=None) -> np.ndarray:
     "uint8 `[num_frames, size, size, 3]` for row `i`: frames of the window's span chosen as in the paper."
     row = self.index.iloc[i] if row is None else row; r = self.recs[row['recording']]
     rng = rng if rng is not None else (_rng() if self.mode == 'train' else None)
@@ -202,10 +201,9 @@ def _resize_frames(f, size):
     w, h = fit_size(f.shape[2], f.shape[1], size)
     return center_crop(_resize(np.ascontiguousarray(f), w, h), size)
 
-WindowDataset.video_window = video_window
-
 # %% ../nbs/03_datasets.ipynb #c024
-def getitem(self, i):
+@patch
+def __getitem__(self: WindowDataset, i):
     "Item dict of row `i`: imu [250, 6] float32, label, subject, index, meta, and video when `with_video`."
     row = self.index.iloc[i]; o = int(row['_off'])
     item = dict(imu=torch.from_numpy(self.data[o:o + WINDOW].copy()), label=torch.tensor(row['label'], dtype=torch.int64),
@@ -214,21 +212,19 @@ def getitem(self, i):
     if self.with_video: item['video'] = torch.from_numpy(np.ascontiguousarray(self.video_window(i, row=row)))
     return item
 
-WindowDataset.__getitem__ = getitem
-
 # %% ../nbs/03_datasets.ipynb #c025
-def subset(self, rows):
+@patch
+def subset(self: WindowDataset, rows):
     "A dataset over `rows` (positions, or a boolean mask, of `.index`) sharing this one's arrays."
     new = object.__new__(type(self)); new.__dict__.update(self.__dict__)
     rows = np.asarray(rows)
     new.index = self.index.iloc[np.flatnonzero(rows) if rows.dtype == bool else rows].reset_index(drop=True)
     return new
 
-def _repr(self):
+@patch
+def __repr__(self: WindowDataset):
     return (f'{type(self).__name__}({self.name!r}: {len(self)} windows, {self.index["recording"].nunique()} recordings, '
             f'{self.index["subject"].nunique()} subjects, {len(self.classes)} classes, video={self.with_video}, {self.report!r})')
-
-WindowDataset.subset, WindowDataset.__repr__ = subset, _repr
 
 # %% ../nbs/03_datasets.ipynb #c027
 class _Fill(torch.utils.data.Dataset):
