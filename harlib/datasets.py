@@ -7,7 +7,7 @@ __all__ = ['log', 'DATASETS', 'ALIASES', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', '
            'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset', 'check_disjoint', 'subject_split',
            'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load', 'select_classes', 'read_synthetic',
            'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd', 'read_ego4d', 'read_basicmotions',
-           'resample_labels', 'read_arrays', 'folder_spec', 'read_folder']
+           'resample_labels', 'read_arrays', 'folder_spec', 'read_folder', 'registry']
 
 # %% ../nbs/03_datasets.ipynb #c004
 import os, re, io, json, inspect, hashlib, logging, functools
@@ -335,6 +335,7 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     classes = None if 'classes' in takes else opts.pop('classes', None)
     exclude, seed = opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
     recs, names = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
+    if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
     ds = WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
     if classes is not None or exclude is not None: ds = select_classes(ds, classes, exclude)
     if cfg.split == 'subject' and (ds.index['split'] == '').all() and len(ds): ds.index['split'] = subject_split(ds.index, seed=seed)
@@ -661,3 +662,9 @@ def read_folder(root, cfg, policy, with_video=False, spec=None):
 
 register(DatasetConfig('folder', read_folder, None, subjects='the spec file says (file, folder, column, regex)', split='subject',
                        notes='bring your own: CSVs + harlib.json/yaml'))
+
+# %% ../nbs/03_datasets.ipynb #c085
+def registry() -> pd.DataFrame:
+    "The registered datasets: rate, placement, subjects, split rule and notes."
+    return pd.DataFrame([dict(name=c.name, rate=c.spec.rate if c.spec else None, placement=c.spec.placement if c.spec else None,
+                              subjects=c.subjects, split=c.split, notes=c.notes) for c in DATASETS.values()]).set_index('name')
