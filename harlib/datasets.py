@@ -336,6 +336,8 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     exclude, seed = opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
     recs, names = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
     if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
+    if not recs: raise ValueError(f'{cfg.name}: no usable recording under {root}' + (f'; skipped: {dict(policy.report)}, e.g. '
+                                  f'{next(iter(policy.report.messages.values()))[0]}' if policy.report else ''))
     ds = WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
     if classes is not None or exclude is not None: ds = select_classes(ds, classes, exclude)
     if cfg.split == 'subject' and (ds.index['split'] == '').all() and len(ds): ds.index['split'] = subject_split(ds.index, seed=seed)
