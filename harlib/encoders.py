@@ -58,12 +58,13 @@ class PatchTSTEncoder(nn.Module):
                  stride=16,  # patch stride (samples)
                  window=250, channels=6,
                  scaling=None,  # None (inputs already z-scored) or 'std' (the released code's default)
+                 init_std=0.1,  # weight init std (transformers' default 0.02 leaves the CLS output ~constant)
                  dropout=0.0, **kw):
         super().__init__()
         self.window, self.channels, self.length = window, channels, pad_to_patches(window, patch, stride)
         self.config = PatchTSTConfig(num_input_channels=channels, context_length=self.length, patch_length=patch,
             patch_stride=stride, d_model=d_model, num_hidden_layers=num_hidden_layers, use_cls_token=True,
-            num_attention_heads=num_attention_heads, ffn_dim=ffn_dim, scaling=scaling, do_mask_input=False,
+            num_attention_heads=num_attention_heads, ffn_dim=ffn_dim, scaling=scaling, do_mask_input=False, init_std=init_std,
             attention_dropout=dropout, ff_dropout=dropout, **kw)
         self.model = PatchTSTModel(self.config)
         self.feature_dim, self.d_model = channels * d_model, d_model
@@ -83,7 +84,7 @@ class PatchTSTEncoder(nn.Module):
 
     def forward(self, x): return self.tokens(x)[:, :, 0].flatten(1)
 
-# %% ../nbs/04_encoders.ipynb #c017
+# %% ../nbs/04_encoders.ipynb #c020
 def _conv_pool(cin, cout, k): return nn.Sequential(nn.Conv1d(cin, cout, k, dilation=2, bias=False), nn.MaxPool1d(3))
 
 class CNNGRUEncoder(nn.Module):
@@ -100,7 +101,7 @@ class CNNGRUEncoder(nn.Module):
         _, h = self.gru(self.conv(x.transpose(1, 2)).transpose(1, 2))
         return h[-1]
 
-# %% ../nbs/04_encoders.ipynb #c020
+# %% ../nbs/04_encoders.ipynb #c023
 class _ResBlock(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
@@ -124,7 +125,7 @@ class ResNet1DEncoder(nn.Module):
         _check_imu(x, self.window, self.channels, 'ResNet1DEncoder')
         return self.stages(self.stem(x.transpose(1, 2))).mean(-1)
 
-# %% ../nbs/04_encoders.ipynb #c022
+# %% ../nbs/04_encoders.ipynb #c025
 IMU_ENCODERS = {'patchtst': PatchTSTEncoder, 'cnn_gru': CNNGRUEncoder, 'resnet': ResNet1DEncoder}
 
 def build_imu_encoder(cfg: dict) -> nn.Module:
@@ -136,7 +137,7 @@ def build_imu_encoder(cfg: dict) -> nn.Module:
                          'load a harlib checkpoint (harlib.models.load_checkpoint)')
     return IMU_ENCODERS[name](**cfg)
 
-# %% ../nbs/04_encoders.ipynb #c025
+# %% ../nbs/04_encoders.ipynb #c028
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
@@ -157,7 +158,7 @@ def pick_frames(video, n: int):
     if T == n: return video
     return video[:, torch.linspace(0, T - 1, n).round().long().to(video.device)]
 
-# %% ../nbs/04_encoders.ipynb #c028
+# %% ../nbs/04_encoders.ipynb #c031
 def load_local(cls, path, config):
     "`cls.from_pretrained(path, config=config)` from a local folder only; clear errors on any mismatch."
     p = Path(os.path.expanduser(str(path)))
@@ -173,7 +174,7 @@ def load_local(cls, path, config):
                              f'{len(bad)} tensors, e.g. {bad[:3]}')
     return model
 
-# %% ../nbs/04_encoders.ipynb #c030
+# %% ../nbs/04_encoders.ipynb #c033
 class VideoMAEEncoder(nn.Module):
     "VideoMAE over uint8 clips; features = mean of output tokens (`hidden_size`)."
     def __init__(self, image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -190,7 +191,7 @@ class VideoMAEEncoder(nn.Module):
         px = prepare_frames(pick_frames(video, self.num_frames), self.image_size)
         return self.model(pixel_values=px).last_hidden_state.mean(1)
 
-# %% ../nbs/04_encoders.ipynb #c033
+# %% ../nbs/04_encoders.ipynb #c036
 class CLIPFrameEncoder(nn.Module):
     "CLIP vision tower on the middle frame or the mean of `frames` frames; features = image embedding."
     def __init__(self, image_size=224, patch_size=32, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -211,7 +212,7 @@ class CLIPFrameEncoder(nn.Module):
         B, T = px.shape[:2]
         return self.model(pixel_values=px.flatten(0, 1)).image_embeds.view(B, T, -1).mean(1)
 
-# %% ../nbs/04_encoders.ipynb #c035
+# %% ../nbs/04_encoders.ipynb #c038
 VIDEO_ENCODERS = {'videomae': VideoMAEEncoder, 'clip': CLIPFrameEncoder}
 
 def build_video_encoder(cfg: dict) -> nn.Module:

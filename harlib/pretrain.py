@@ -49,6 +49,8 @@ def _flags(p):
     g('--num_workers', type=int, default=2, help='DataLoader workers per process')
     g('--freeze_video', action='store_true', help='keep the video encoder fixed (imu2clip always does)')
     g('--video_weights', default=None, help='local folder with pretrained video-encoder weights (e.g. VideoMAE SSv2)')
+    g('--imu_encoder', default=None, choices=['patchtst', 'cnn_gru', 'resnet'], help="IMU encoder (default: the model's own; ablations)")
+    g('--video_encoder', default=None, choices=['videomae', 'clip'], help="video encoder (default: the model's own; ablations)")
     g('--video_cache', default='auto', help="frozen-video embedding cache folder; 'auto': runs/cache/video_emb, 'none': off")
     g('--save_interval', type=int, default=5, help='write checkpoints/epoch_<N>.pt every N epochs')
     g('--ckpt_steps', type=int, default=500, help='also refresh checkpoints/last.pt every N optimizer steps (0: epoch ends only)')
@@ -410,12 +412,14 @@ def load_data(a, with_video: bool, image_size=None):
     return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
 
 def build(a) -> nn.Module:
-    "The model of `--model` at `--preset` (the loss sets its logit scale/bias init; --freeze_video; --video_weights)."
+    "The model of `--model` at `--preset` (the loss sets its logit scale/bias init; --freeze_video; --video_weights; encoder ablations)."
     from harlib.models import build_model
     kind, o = MODELS[a.model], {}
     if kind != 'imu_mae':
         o = dict(loss=a.loss, freeze_video=bool(a.freeze_video))
         if getattr(a, 'video_weights', None): o['pretrained'] = a.video_weights
+        if getattr(a, 'video_encoder', None): o['video'] = a.video_encoder
+    if getattr(a, 'imu_encoder', None): o['imu'] = a.imu_encoder
     return build_model(kind, a.preset, **o)
 
 def _create_loss(name):
@@ -430,7 +434,7 @@ def image_size(model):
     "The frame size the model's video encoder works at (datasets decode straight to it), or None."
     return getattr(getattr(model, 'video_encoder', None), 'image_size', None)
 
-# %% ../nbs/07_pretrain.ipynb #c061
+# %% ../nbs/07_pretrain.ipynb #c064
 class Objective(nn.Module):
     "model + how a batch enters it: forward(imu, video=None, vfeat=None) -> the model's output dict."
     def __init__(self, model: nn.Module, kind: str): super().__init__(); self.model, self.kind = model, kind
@@ -439,7 +443,7 @@ class Objective(nn.Module):
         if self.kind == 'imu_mae': return m(imu)
         return m(imu, video) if vfeat is None else m(imu, video_features=vfeat)
 
-# %% ../nbs/07_pretrain.ipynb #c062
+# %% ../nbs/07_pretrain.ipynb #c065
 def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict) -> VideoCache:
     "Encode every window not yet in `cache` (ranks share the rows), then open it for reading."
     from tqdm.auto import tqdm
@@ -459,7 +463,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     encoder.train(mode); barrier(d)
     return cache.open()
 
-# %% ../nbs/07_pretrain.ipynb #c064
+# %% ../nbs/07_pretrain.ipynb #c067
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
 
@@ -473,7 +477,7 @@ def _scalar(o, k):
     v = o.get(k) if isinstance(o, dict) else None
     return None if v is None else float(v.detach().float().mean())
 
-# %% ../nbs/07_pretrain.ipynb #c065
+# %% ../nbs/07_pretrain.ipynb #c068
 class Trainer:
     "One pretraining run on this rank: run directory, model, data, optimizer, schedule; `fit()` trains."
     def __init__(self, a, d: Dist):
@@ -629,7 +633,7 @@ class Trainer:
         bar.close(); log.info(f'done: step {self.step}, last metrics {self.last}')
         return self.last or {}
 
-# %% ../nbs/07_pretrain.ipynb #c066
+# %% ../nbs/07_pretrain.ipynb #c069
 def main(argv=None) -> int:
     "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain`."
     try:
@@ -641,5 +645,5 @@ def main(argv=None) -> int:
         print(f'harlib pretrain: {e}', file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/07_pretrain.ipynb #c067
+# %% ../nbs/07_pretrain.ipynb #c070
 if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())
