@@ -96,29 +96,29 @@ ABLATIONS = {'sigmoid loss, PatchTST, VideoMAE (ours)': 'cross_sigmoid', 'softma
              'CNN+GRU IMU encoder': 'cross_cnngru', 'CLIP image encoder instead of VideoMAE': 'cross_clip'}
 
 # %% ../nbs/09_study.ipynb #c023
-TARGETS = {  # name -> dataset, where its data lives in the study, zero-shot prototype source
-    'A_mmea_like': dict(label='A: MMEA-like', dataset='mmea', root='data/mmea', opts=['subject_pattern=^(s\\d+)_'], proto=None),
-    'B_pd_like':   dict(label='B: PD-like', dataset='pd', root='data/pd', opts=[], proto='synthetic'),
-    'C_basicmotions': dict(label='C: BasicMotions', dataset='basicmotions', root=None, opts=[], proto=None),
+TARGETS = {  # name -> dataset, where its data lives in the study, zero-shot prototype source, most shots its pool allows
+    'A_mmea_like': dict(label='A: MMEA-like', dataset='mmea', root='data/mmea', opts=['subject_pattern=^(s\\d+)_'], proto=None, max_shots=50),
+    'B_pd_like':   dict(label='B: PD-like', dataset='pd', root='data/pd', opts=[], proto='synthetic', max_shots=100),
+    'C_basicmotions': dict(label='C: BasicMotions', dataset='basicmotions', root=None, opts=[], proto=None, max_shots=20),
 }
 
 # %% ../nbs/09_study.ipynb #c024
 PLANS = {
     'quickstart': dict(
         size='small', nproc=2, seed=0, video_px=64,
-        data=dict(ego4d=dict(subjects=10, minutes=5), mmea=dict(subjects=6, minutes=14), pd=dict(subjects=4, minutes=8)),
+        data=dict(ego4d=dict(subjects=12, minutes=5), mmea=dict(subjects=11, minutes=14), pd=dict(subjects=6, minutes=20)),
         pretrain=dict(epochs=8, batch_size=32, methods=['cross_sigmoid', 'cross_softmax', 'imu2clip', 'imu_mae', 'cross_cnngru', 'cross_clip']),
         evaluate=dict(shots=[10, 20, 50, 100], repeats=5, epochs=25, ft_epochs=10,
-                      modes={'cross_sigmoid': ['lp', 'finetune', 'zeroshot', 'retrieval'], 'cross_softmax': ['lp', 'finetune', 'zeroshot'],
+                      modes={'cross_sigmoid': ['lp', 'finetune', 'zeroshot', 'retrieval'], 'cross_softmax': ['lp', 'zeroshot'],
                              'imu2clip': ['lp', 'finetune', 'zeroshot'], 'imu_mae': ['lp', 'finetune'], 'cross_cnngru': ['lp'],
                              'cross_clip': ['lp'], 'scratch': ['scratch'], 'random': ['random']},
                       targets=['A_mmea_like', 'B_pd_like', 'C_basicmotions'])),
     'smoke': dict(
         size='tiny', nproc=2, seed=0, video_px=32,
-        data=dict(ego4d=dict(subjects=2, minutes=1), mmea=dict(subjects=2, minutes=3), pd=dict(subjects=2, minutes=2)),
-        pretrain=dict(epochs=1, batch_size=8, methods=['cross_sigmoid', 'imu_mae']),
-        evaluate=dict(shots=[2, 5], repeats=2, epochs=3, ft_epochs=2,
-                      modes={'cross_sigmoid': ['lp', 'finetune', 'zeroshot'], 'imu_mae': ['lp'], 'scratch': ['scratch']},
+        data=dict(ego4d=dict(subjects=2, minutes=1), mmea=dict(subjects=3, minutes=3), pd=dict(subjects=2, minutes=2)),
+        pretrain=dict(epochs=1, batch_size=8, methods=['cross_sigmoid']),
+        evaluate=dict(shots=[2, 4], repeats=2, epochs=3, ft_epochs=2,
+                      modes={'cross_sigmoid': ['lp', 'finetune', 'zeroshot'], 'scratch': ['scratch']},
                       targets=['A_mmea_like', 'B_pd_like'])),
 }
 
@@ -183,8 +183,10 @@ from fastcore.basics import patch
 def pretrain_params(self: Study, method: str) -> dict:
     "Parameters of `pipelines/pretrain.ipynb` for `method` (pretraining on the study's Ego4D-layout corpus)."
     spec, p, out = METHODS[method], self.plan, self.out
-    extra = [f'--{k}={spec[k]}' for k in ('imu_encoder', 'video_encoder') if k in spec] + [f'--video_cache={out / "cache" / "video_emb"}']
+    extra = [f'--{k}={spec[k]}' for k in ('imu_encoder', 'video_encoder') if k in spec]
+    extra += [f'--video_cache={out / "cache" / "video_emb"}', '--threads=1']
     return dict(size=p['size'], model=spec['model'], dataset='ego4d', data_root=str(out / 'data' / 'ego4d'), preset=p['size'],
+                data_opts=f'video_cache={out / "cache" / "clips"} size={p["video_px"]}',
                 epochs=p['pretrain']['epochs'], batch_size=p['pretrain']['batch_size'], loss=spec.get('loss'), nproc=p['nproc'],
                 num_workers=1, out=str(out / 'pretrain' / method), seed=p['seed'], resume=True, extra_args=' '.join(extra))
 
@@ -194,9 +196,11 @@ def target_params(self: Study, name: str) -> dict:
     "How `pipelines/evaluate.ipynb` finds target `name` of the study (and its zero-shot prototype source)."
     t, px = TARGETS[name], self.plan['video_px']
     proto = dict(proto_dataset=t['proto'], proto_root=None,
-                 proto_opts=['labelled=true', 'subjects=2', 'minutes=2', f'size={px}', f'seed={self.plan["seed"] + 7}'] if t['proto'] == 'synthetic' else [])
+                 proto_opts=['labelled=true', 'subjects=2', 'minutes=6', 'min_purity=0.4', f'size={px}', f'seed={self.plan["seed"] + 7}']
+                            if t['proto'] == 'synthetic' else [])
+    shots = [k for k in self.plan['evaluate']['shots'] if k <= t['max_shots']] or self.plan['evaluate']['shots'][:1]
     return dict(name=t['label'], dataset=t['dataset'], data_root=str(self.out / t['root']) if t['root'] else None,
-                data_opts=list(t['opts']), classes=None, proto_map=[], **proto)
+                data_opts=list(t['opts']), classes=None, proto_map=[], shots=shots, **proto)
 
 @patch
 def evaluate_params(self: Study, method: str) -> dict:
