@@ -6,12 +6,7 @@ from harlib.encoders import (PRESETS, PatchTSTEncoder, CNNGRUEncoder, ResNet1DEn
                              pick_frames, pad_to_patches)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "Tiny models: on a busy 2-core machine a second intra-op thread only adds spin-waiting (30x slower seen)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one intra-op thread: see conftest.py
 
 torch.manual_seed(0)
 X = torch.randn(2, 250, 6)

@@ -9,12 +9,7 @@ import torch.multiprocessing as mp
 from harlib.losses import create_loss, loss_init, LOSSES, SigmoidLoss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "Tiny models: on a busy 2-core machine a second intra-op thread only adds spin-waiting (30x slower seen)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one intra-op thread: see conftest.py
 
 D = torch.float64
 

@@ -10,12 +10,7 @@ from harlib.models import (build_model, model_config, Classifier, CrossModalMode
                            load_checkpoint, read_checkpoint, ProjectionHead, KINDS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "Tiny models: on a busy 2-core machine a second intra-op thread only adds spin-waiting (30x slower seen)."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# one intra-op thread: see conftest.py
 
 torch.manual_seed(0)
 IMU = torch.randn(4, 250, 6)
