@@ -63,22 +63,27 @@ def markdown_table(df) -> str:
 
 # %% ../nbs/09_study.ipynb #c018
 def plot_fewshot(df, metric='balanced_accuracy', modes=('lp', 'finetune'), methods=None, chance=None):
-    "Figure 3: few-shot curves with 95 % CI error bars; returns the matplotlib figure."
+    "Figure 3: few-shot curves with 95 % CI error bars, one colour per method in every panel; returns the figure."
     import matplotlib.pyplot as plt
     s = summary(df, metric); s.loc[s['mode'] == 'scratch', 'mode'] = 'finetune'
     s = s[s['mode'].isin(modes)]; targets = list(dict.fromkeys(s.target))
     methods = methods or list(dict.fromkeys(s.method))
-    fig, axes = plt.subplots(len(modes), max(len(targets), 1), figsize=(3.6 * max(len(targets), 1), 3 * len(modes)), squeeze=False, sharey=True)
+    colour = dict(zip(methods, plt.get_cmap('tab10').colors))
+    fig, axes = plt.subplots(len(modes), max(len(targets), 1), figsize=(3.6 * max(len(targets), 1), 3 * len(modes) + .6), squeeze=False, sharey=True)
     for (i, mode), (j, tgt) in ((a, b) for a in enumerate(modes) for b in enumerate(targets)):
         ax = axes[i, j]
         for meth in methods:
             g = s[(s['mode'] == mode) & (s.target == tgt) & (s.method == meth)].sort_values('shots')
-            if len(g): ax.errorbar(g.shots, 100 * g['mean'], yerr=100 * np.nan_to_num(g['mean'] - g.ci_lo), marker='o', ms=3, capsize=2, label=meth)
+            if len(g): ax.errorbar(g.shots, 100 * g['mean'], yerr=100 * np.nan_to_num(g['mean'] - g.ci_lo), marker='o', ms=3,
+                                   capsize=2, color=colour[meth], label=meth)
         if chance and tgt in chance: ax.axhline(100 * chance[tgt], color='grey', ls=':', lw=1)
-        ax.set_xscale('log'); ax.set_title(f'{mode} - {tgt}', fontsize=9); ax.set_xlabel('labelled windows per class')
+        ks = sorted(s[s.target == tgt].shots.unique())
+        ax.set_xscale('log'); ax.minorticks_off(); ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_title(f'{mode} - {tgt}', fontsize=9); ax.set_xlabel('labelled windows per class')
         if j == 0: ax.set_ylabel(f'{metric.replace("_", " ")} (%)')
-    axes[0, -1].legend(fontsize=7, loc='lower right')
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colour[m], marker='o', ms=3, label=m) for m in methods]
+    fig.legend(handles=handles, loc='lower center', ncol=min(4, len(methods)), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, .07 + .02 * (len(methods) > 4), 1, 1))
     return fig
 
 # %% ../nbs/09_study.ipynb #c022
@@ -141,7 +146,16 @@ def execute(nb, dst, params: dict, log=print) -> pathlib.Path:
                              progress_bar=False, log_output=False, request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as e:
         raise RuntimeError(f'{dst} failed in cell {e.exec_count}: {e.ename}: {e.evalue}') from None
-    return dst
+    return _portable(dst)
+
+def _portable(nb_path):
+    "Record the executed notebook's source as a path inside the workbook, not this machine's absolute path."
+    nb = json.loads(pathlib.Path(nb_path).read_text()); pmeta = nb.get('metadata', {}).get('papermill', {})
+    for k in ('input_path', 'output_path'):
+        p = pathlib.Path(pmeta.get(k) or '.')
+        if p.is_absolute(): pmeta[k] = str(p.relative_to(workbook_root())) if p.is_relative_to(workbook_root()) else p.name
+    pathlib.Path(nb_path).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + '\n')
+    return pathlib.Path(nb_path)
 
 # %% ../nbs/09_study.ipynb #c027
 def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print) -> dict:
