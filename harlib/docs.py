@@ -121,7 +121,7 @@ def site_pages(root, study='runs/quickstart'):
         if any(p.startswith(('.', '_')) for p in rel.parts) or len(rel.parts) > 2: continue
         sec = rel.parts[0] if len(rel.parts) == 2 else ''
         if sec not in SECTIONS: continue
-        src, executed = root / '_proc' / rel, False
+        src, executed = (root / '_proc' / rel if sec == '' else nb), False
         run_copy = root / study / 'notebooks' / rel.name
         if sec == 'analysis' and run_copy.exists(): src, executed = run_copy, True
         pages.append((src, rel.with_name(page_name(rel.name)), sec, executed))
@@ -137,14 +137,20 @@ def _nav(pages, titles, here) -> str:
     return ''.join(out)
 
 # %% ../nbs/12_docs.ipynb #c016
+def _process_library(root):
+    "nbdev's doc processing (`_proc/`) of the library notebooks only: run and analysis notebooks are rendered as they are."
+    import os, shutil, nbdev.serve
+    src = root / '_proc_src'; shutil.rmtree(src, ignore_errors=True); src.mkdir()
+    for nb in (root / 'nbs').glob('*.ipynb'): shutil.copy(nb, src / nb.name)
+    cwd = os.getcwd(); os.chdir(root)
+    try: nbdev.serve.proc_nbs(str(src), n_workers=0, force=True)
+    finally: os.chdir(cwd); shutil.rmtree(src, ignore_errors=True)
+
+# %% ../nbs/12_docs.ipynb #c017
 def build_site(root='.', out='_site', study='runs/quickstart', process=True) -> pathlib.Path:
     "Build the static docs site from the notebooks into `out` (relative to `root`); returns its path."
-    import os, nbdev.serve
     root = pathlib.Path(root).resolve(); out = root / out
-    if process:
-        cwd = os.getcwd(); os.chdir(root)
-        try: nbdev.serve.proc_nbs(str(root / 'nbs'), n_workers=0, force=True)
-        finally: os.chdir(cwd)
+    if process: _process_library(root)
     pages = site_pages(root, study)
     nbs = {p: json.loads(src.read_text()) for src, p, _, _ in pages}
     metas = {p: _meta(nb) for p, nb in nbs.items()}
@@ -158,19 +164,19 @@ def build_site(root='.', out='_site', study='runs/quickstart', process=True) -> 
         (out / p).parent.mkdir(parents=True, exist_ok=True); (out / p).write_text(html)
     return out
 
-# %% ../nbs/12_docs.ipynb #c017
+# %% ../nbs/12_docs.ipynb #c018
 def _doc_url(root) -> str:
     "The published docs URL that nbdev's doc links start with (settings.ini doc_host + doc_baseurl)."
     from configparser import ConfigParser
     c = ConfigParser(); c.read(pathlib.Path(root) / 'settings.ini'); d = c['DEFAULT']
     return d['doc_host'].rstrip('/') + '/' + d['doc_baseurl'].strip('/') + '/'
 
-# %% ../nbs/12_docs.ipynb #c018
+# %% ../nbs/12_docs.ipynb #c019
 def _pygments_css() -> str:
     from pygments.formatters import HtmlFormatter
     return HtmlFormatter().get_style_defs('.highlight')
 
-# %% ../nbs/12_docs.ipynb #c019
+# %% ../nbs/12_docs.ipynb #c020
 from html.parser import HTMLParser
 
 class _Refs(HTMLParser):
@@ -180,7 +186,7 @@ class _Refs(HTMLParser):
         for k, v in attrs:
             if k in ('href', 'src') and v: self.refs.append((tag, k, v))
 
-# %% ../nbs/12_docs.ipynb #c020
+# %% ../nbs/12_docs.ipynb #c021
 def broken_links(site) -> list:
     "(page, url) of each local link or resource that points at no file, and of each resource that needs the network."
     site = pathlib.Path(site); bad = []
@@ -194,7 +200,7 @@ def broken_links(site) -> list:
             if not (page.parent / url.split('#')[0]).exists(): bad.append((rel, url))
     return bad
 
-# %% ../nbs/12_docs.ipynb #c022
+# %% ../nbs/12_docs.ipynb #c023
 def _chromium() -> str:
     "Path of a Chromium/Chrome executable, or a clear error."
     import shutil
@@ -202,7 +208,7 @@ def _chromium() -> str:
         if shutil.which(name): return shutil.which(name)
     raise FileNotFoundError('no Chromium found: install it (Debian: apt-get install chromium) to check the site in a browser')
 
-# %% ../nbs/12_docs.ipynb #c023
+# %% ../nbs/12_docs.ipynb #c024
 class _CDP:
     "A minimal DevTools-protocol client over one page's websocket."
     def __init__(self, ws_url):
@@ -221,7 +227,7 @@ class _CDP:
             self.events.append(json.loads(self.ws.recv()))
         raise TimeoutError(f'no {event} within {timeout} s')
 
-# %% ../nbs/12_docs.ipynb #c024
+# %% ../nbs/12_docs.ipynb #c025
 _PROBE = """JSON.stringify({title: document.title, n_images: document.images.length,
   broken_images: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80)),
   n_links: document.links.length, text: document.body.innerText.length})"""
@@ -253,7 +259,7 @@ def browser_check(site, pages, timeout=30) -> dict:
         return out
     finally: proc.kill(); proc.wait()
 
-# %% ../nbs/12_docs.ipynb #c025
+# %% ../nbs/12_docs.ipynb #c026
 def main(argv=None) -> int:
     "`harlib docs --readme | --site`: write README.md, or build the offline docs site."
     p = argparse.ArgumentParser(prog='harlib docs', description='Generate README.md (and the docs site) from the notebooks.')

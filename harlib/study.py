@@ -28,7 +28,7 @@ def fewshot_table(df, shots=None, metric='balanced_accuracy', modes=('lp', 'fine
     if shots is not None: s = s[s.shots.isin(shots)]
     s['cell'] = [_cell(m, sd) for m, sd in zip(s['mean'], s['sd'])]
     t = s.pivot_table(index='method', columns=['shots', 'mode', 'target'], values='cell', aggfunc='first', sort=False)
-    return t.reindex(columns=sorted(t.columns, key=lambda c: (c[0], modes.index(c[1]) if c[1] in modes else 9, c[2])))
+    return t.reindex(columns=sorted(t.columns, key=lambda c: (c[0], modes.index(c[1]) if c[1] in modes else 9, c[2]))).fillna('–')
 
 # %% ../nbs/09_study.ipynb #c007
 ZS_METRICS = ('balanced_accuracy', 'macro_f1', 'MRR', 'R@1', 'R@3')
