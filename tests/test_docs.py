@@ -1,6 +1,6 @@
 """The docs site: built offline from the notebooks, opened in headless Chromium."""
 import pathlib, pytest
-from harlib.docs import build_site, broken_links, browser_check, readme_text
+from harlib.docs import build_site, broken_links, browser_check
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -22,6 +22,3 @@ def test_pages_render_in_a_browser(site):
         assert r['broken_images'] == [] and r['external_requests'] == [] and r['js_errors'] == [], (page, r)
     assert res[analysis[0]]['n_images'] >= 1, 'the analysis page shows no figure'
     assert 'show_doc' not in (site / 'imu.html').read_text() and 'to_canonical' in (site / 'imu.html').read_text()
-
-def test_readme_is_generated_from_the_index_notebook():
-    assert (ROOT / 'README.md').read_text() == readme_text(ROOT / 'nbs' / 'index.ipynb')
