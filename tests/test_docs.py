@@ -1,5 +1,5 @@
 """The docs site: built offline from the notebooks, opened in headless Chromium."""
-import pathlib, pytest
+import pathlib, shutil, pytest
 from harlib.docs import build_site, broken_links, browser_check
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -13,6 +13,9 @@ def test_site_has_every_library_page_and_no_broken_links(site):
     assert {'index.html', 'imu.html', 'cli.html', 'docs.html'} <= names
     assert broken_links(site) == []
 
+BROWSER = any(shutil.which(n) for n in ('chromium', 'chromium-browser', 'google-chrome', 'chrome'))
+
+@pytest.mark.skipif(not BROWSER, reason='no Chromium on this machine: `make browser` installs it (Debian, as root)')
 def test_pages_render_in_a_browser(site):
     analysis = sorted(p.relative_to(site).as_posix() for p in (site / 'analysis').glob('*.html'))
     assert analysis, 'no analysis pages: runs/quickstart/notebooks/ should hold the executed analysis notebooks'
