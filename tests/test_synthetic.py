@@ -1,4 +1,4 @@
-"""harlib.synthetic: physics of the simulated IMUs, determinism, and the three on-disk layouts."""
+"""harlib.synthetic (a subpackage: body, sensors, camera, sessions, layouts, checks): physics of the simulated IMUs, determinism, the three on-disk layouts, and the re-exported names."""
 import json, numpy as np, pandas as pd, pytest
 from harlib.synthetic import (ACTIVITIES, G, make_subject, simulate, clip_program, day_program, labelled_program, corpus,
                               write, main, MMEA_CLASSES, PD_CLASSES, gyro_yaw, head_yaw, camera_gyro_correlation,
@@ -87,6 +87,17 @@ def test_counts_sensitivity():
     ses = simulate(make_subject(0), [('standing', 4)], seed=0, video=False, noise=False)
     c = ses.counts('head', 4096, 32.8); assert c.dtype == np.int16 and c.shape == (200, 6)
     assert abs(np.linalg.norm(c[:, :3].astype(float), axis=1).mean() - 4096) < 30
+
+def test_counts_are_one_conversion():
+    from harlib.synthetic import imu_counts
+    ses = simulate(make_subject(1), clip_program('walking', 4), seed=2, placements=('chest',), video=False)
+    np.testing.assert_array_equal(ses.counts('chest', 4096, 32.8), imu_counts(ses.imu['chest'], 4096, 32.8))
+
+def test_package_reexports_the_former_names():
+    import harlib.synthetic as syn, harlib.constants as constants
+    assert [n for n in syn.__all__ if not hasattr(syn, n)] == [] and len(syn.__all__) == 46
+    assert syn.PD_CLASSES is constants.PD_CLASSES and syn.write.__module__ == 'harlib.synthetic.layouts'
+    assert syn.simulate.__module__ == 'harlib.synthetic.sessions' and syn.main is syn.layouts.main
 
 def test_corpus_labelled_and_cached():
     a = corpus(2, 1, 'parkinsonian', 'wrist', seed=3, video=False, labelled=True)
