@@ -5,16 +5,16 @@
 # %% auto #0
 __all__ = ['COLUMNS', 'SCALARS', 'confusion', 'per_class_recall', 'balanced_accuracy', 'macro_f1', 'classification_metrics',
            'summarize', 'true_ranks', 'rank_metrics', 'prototype_scores', 'zeroshot_metrics', 'bootstrap_indices',
-           'zeroshot_eval', 'retrieval_metrics', 'LeakError', 'check_disjoint', 'holdout', 'Split', 'fewshot_splits',
-           'toy_task', 'encode', 'FeatureCache', 'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads',
-           'fit_linear', 'split_seed', 'linear_probe', 'ProbeModel', 'predict', 'finetune', 'finetune_protocol',
-           'long_rows', 'results_table']
+           'zeroshot_eval', 'retrieval_metrics', 'holdout', 'Split', 'fewshot_splits', 'toy_task', 'encode',
+           'FeatureCache', 'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed',
+           'linear_probe', 'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'results_table']
 
 # %% ../nbs/08_evaluate.ipynb #c004
 import math, copy, warnings
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from dataclasses import dataclass
 from scipy import stats as _stats
+from .datasets.splits import LeakError, check_disjoint  # their one home (harlib.evaluate.LeakError still resolves)
 
 # %% ../nbs/08_evaluate.ipynb #c006
 def confusion(y_true, y_pred, n_classes:int=None) -> np.ndarray:
@@ -107,18 +107,6 @@ def retrieval_metrics(a, b, names=('imu', 'video'), ks=(1, 5, 10)) -> dict:
     for name, s in ((f'{names[0]}2{names[1]}', sim), (f'{names[1]}2{names[0]}', sim.T)):
         out.update({f'{name}_{k}': v for k, v in rank_metrics(true_ranks(s, ar), ks).items()})
     return out
-
-# %% ../nbs/08_evaluate.ipynb #c033
-class LeakError(ValueError):
-    "Train and test share windows or subjects."
-
-def check_disjoint(train, test, groups=None):
-    "Raise `LeakError` if `train` and `test` share a window index or (when `groups` is given) a subject."
-    both = np.intersect1d(train, test)
-    if len(both): raise LeakError(f'{len(both)} window(s) in both train and test, e.g. {both[:5].tolist()}')
-    if groups is None: return
-    g = np.asarray(groups); shared = np.intersect1d(g[np.asarray(train, int)], g[np.asarray(test, int)])
-    if len(shared): raise LeakError(f'subject(s) {shared[:5].tolist()} in both train and test')
 
 # %% ../nbs/08_evaluate.ipynb #c034
 def _by_group_test(y, groups, test_per_class, rng, max_frac):

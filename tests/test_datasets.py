@@ -1,7 +1,7 @@
 """harlib.datasets on fixtures written by harlib.synthetic.write, plus the bad-input corpus (lenient and strict)."""
 import numpy as np, pandas as pd, pytest, torch
 from pathlib import Path
-from harlib.datasets import load, BadInput, check_disjoint, fewshot, subject_split, WindowDataset, Rec
+from harlib.datasets import load, BadInput, check_splits, LeakError, fewshot, subject_split, WindowDataset, Rec
 from harlib.synthetic import write
 from harlib.video import frame_number
 import badinput as bad
@@ -57,7 +57,7 @@ def test_mmea_class_folder_found_by_name_not_depth(fx, tmp_path):
 def test_pd_subjects_classes_and_bouts(fx):
     ds = load('patient_persec', fx['pd'])
     assert set(ds.index['subject']) == {'P01', 'P02'} and ds.classes == ['bending', 'walking', 'standing', 'turning', 'sitting']
-    check_disjoint(ds.index)
+    check_splits(ds.index)
     assert set(ds.index['split']) == {'train', 'test'}
 
 def test_pd_clock_jump_splits_bouts(tmp_path):
@@ -92,7 +92,7 @@ def test_ego4d_video_pairs_align(fx):
 def test_synthetic_and_basicmotions():
     s = load('synthetic', subjects=2, minutes=1, with_video=True, size=32, classes=['walking', 'standing', 'sitting'])
     assert s.classes == ['walking', 'standing', 'sitting'] and set(s.index['label']) <= {0, 1, 2}
-    check_disjoint(s.index); assert s[0]['video'].shape == (10, 32, 32, 3)
+    check_splits(s.index); assert s[0]['video'].shape == (10, 32, 32, 3)
     bm = load('basicmotions', split='train')
     assert len(bm) == 80 and bm.classes == ['standing', 'walking', 'running', 'badminton']
     assert (bm.index.groupby('recording').size() == 2).all()
@@ -132,7 +132,7 @@ def test_clip_cache_serves_identical_eval_clips(fx, tmp_path):
 
 def test_subject_split_is_disjoint_and_fewshot_reproducible(fx):
     ds = load('pd', fx['pd'])
-    check_disjoint(ds.index)
+    check_splits(ds.index)
     sp = subject_split(ds.index.assign(subject=np.arange(len(ds)) % 5), seed=3)
     assert set(sp) == {'train', 'val', 'test'}
     tr, te = fewshot(ds.index, 1, seed=0, n_test=1)
@@ -142,6 +142,16 @@ def test_subject_split_is_disjoint_and_fewshot_reproducible(fx):
     g = ds.index['subject'].to_numpy(); lab = ds.index['label'].to_numpy()
     for c in range(5): assert g[tr][lab[tr] == c][0] != g[te][lab[te] == c][0]
     with pytest.raises(ValueError, match='windows'): fewshot(ds.index, 500)
+
+def test_split_leak_raises_even_under_python_O():
+    import subprocess, sys
+    leak = pd.DataFrame(dict(subject=['a', 'a', 'b'], split=['train', 'test', 'test']))
+    with pytest.raises(LeakError, match=r"subject\(s\) \['a'\] in both test and train"): check_splits(leak)
+    code = ("import pandas as pd; from harlib.datasets import check_splits, LeakError\n"
+            "try: check_splits(pd.DataFrame(dict(subject=['a', 'a'], split=['train', 'test']))); print('no error')\n"
+            "except LeakError as e: print('LeakError', e)")
+    out = subprocess.run([sys.executable, '-O', '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith('LeakError')
 
 # ---- the bad-input corpus --------------------------------------------------------------------------------------
 

@@ -132,7 +132,7 @@ def test_bad_spec():
 
 # --- benchmark stays correct (the quick case: a few seconds) -----------------------------------------------
 def test_bench_imu_quick_same_windows():
-    from harlib import bench_imu
+    from harlib.bench import imu as bench_imu
     f = bench_imu.run(quick=True)
     assert f['same_windows'] and f['windows'] == 120 and f['max_abs_diff'] < 1e-4
     assert f['harlib_windows_per_s'] > f['naive_windows_per_s']
