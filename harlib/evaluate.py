@@ -7,7 +7,8 @@ __all__ = ['COLUMNS', 'SCALARS', 'confusion', 'per_class_recall', 'balanced_accu
            'summarize', 'true_ranks', 'rank_metrics', 'prototype_scores', 'zeroshot_metrics', 'bootstrap_indices',
            'zeroshot_eval', 'retrieval_metrics', 'holdout', 'Split', 'fewshot_splits', 'toy_task', 'encode',
            'FeatureCache', 'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed',
-           'linear_probe', 'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'results_table']
+           'linear_probe', 'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'summary',
+           'results_table']
 
 # %% ../nbs/08_evaluate.ipynb #c004
 import math, copy, warnings
@@ -365,13 +366,23 @@ def long_rows(rows, **keys) -> list:
         out += [dict(keys, shots=r.get('shots', 0), repeat=r.get('repeat', 0), metric=m, value=float(v)) for m, v in vals.items()]
     return out
 
-# %% ../nbs/08_evaluate.ipynb #c071
-def results_table(df, metrics=('balanced_accuracy', 'macro_f1')):
-    "Pivot of long results: one row per method/pretrain/target/mode/shots, `mean ± sd [lo, hi]` per metric."
+# %% ../nbs/08_evaluate.ipynb #bf0fc006
+def summary(df, metric='balanced_accuracy', keys=('method', 'target', 'mode', 'shots')):
+    "Mean, sd, 95 % CI and n over repeats of `metric` (a name; or a list, one row per metric) for each combination of `keys`."
     import pandas as pd
-    keys, rows = ['method', 'pretrain', 'target', 'mode', 'shots'], []
-    for k, g in df[df.metric.isin(metrics)].groupby(keys, sort=False):
-        cell = {m: summarize(g[g.metric == m].value) for m in metrics if (g.metric == m).any()}
-        rows.append(dict(zip(keys, k), n=max(c['n'] for c in cell.values()),
-                         **{m: f"{c['mean']*100:.1f} ± {c['sd']*100:.1f} [{c['ci_lo']*100:.1f}, {c['ci_hi']*100:.1f}]" for m, c in cell.items()}))
+    one = isinstance(metric, str); by = list(keys) + ([] if one else ['metric'])
+    d = df[df.metric.isin([metric] if one else list(metric))]
+    rows = [dict(zip(by, k), **summarize(g.value)) for k, g in d.groupby(by, sort=False)]
+    return pd.DataFrame(rows, columns=by + ['mean', 'sd', 'ci_lo', 'ci_hi', 'n'])
+
+# %% ../nbs/08_evaluate.ipynb #c071
+def _ci_cell(r) -> str: return f"{r.mean*100:.1f} ± {r.sd*100:.1f} [{r.ci_lo*100:.1f}, {r.ci_hi*100:.1f}]"
+
+def results_table(df, metrics=('balanced_accuracy', 'macro_f1'), keys=('method', 'pretrain', 'target', 'mode', 'shots')):
+    "Pivot of `summary`: one row per combination of `keys`, `mean ± sd [lo, hi]` (in %) per metric."
+    import pandas as pd
+    rows = []
+    for k, g in summary(df, list(metrics), keys).groupby(list(keys), sort=False):
+        cell = {r.metric: r for r in g.itertuples()}
+        rows.append(dict(zip(keys, k), n=int(g.n.max()), **{m: _ci_cell(cell[m]) for m in metrics if m in cell}))
     return pd.DataFrame(rows)

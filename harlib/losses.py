@@ -6,35 +6,13 @@
 from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
-import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
 # %% auto #0
-__all__ = ['LOSSES', 'LOSS_INIT', 'world', 'gather', 'SigmoidLoss', 'SoftmaxLoss', 'soft_cross_entropy', 'IMU2CLIPLoss',
-           'create_loss', 'loss_init']
+__all__ = ['LOSSES', 'LOSS_INIT', 'SigmoidLoss', 'SoftmaxLoss', 'soft_cross_entropy', 'IMU2CLIPLoss', 'create_loss', 'loss_init']
 
 # %% ../nbs/05_losses.ipynb #c005
-def world() -> tuple[int, int]:
-    "(rank, world size); (0, 1) outside torch.distributed."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-class _GatherWithGrad(torch.autograd.Function):
-    "all_gather whose backward sums every rank's gradient for this rank's slice (works on gloo and nccl)."
-    @staticmethod
-    def forward(ctx, x):
-        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x.contiguous())
-        return torch.cat(out, 0)
-    @staticmethod
-    def backward(ctx, g):
-        g = g.contiguous().clone(); dist.all_reduce(g)
-        n = g.shape[0] // dist.get_world_size(); r = dist.get_rank()
-        return g[r * n:(r + 1) * n]
-
-def gather(x):
-    "Concatenate `x` [B, D] of all ranks along dim 0, keeping gradients; `x` itself on a single process."
-    return _GatherWithGrad.apply(x) if world()[1] > 1 else x
+from .distributed import world, gather  # rank/world size, and the all_gather that keeps gradients
 
 # %% ../nbs/05_losses.ipynb #c007
 def _sigmoid_block(imu, vid, scale, bias, pos_offset):

@@ -5,7 +5,6 @@
 # %% ../nbs/06_models.ipynb #c004
 from __future__ import annotations
 import copy, math, os, pickle
-import copy as _copy
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.models.patchtst.modeling_patchtst import random_masking
@@ -136,19 +135,19 @@ class Classifier(nn.Module):
     def __init__(self, encoder: nn.Module, n_classes: int,
                  feature: str = 'pre',  # 'pre': encoder features; 'post': projection head output
                  freeze: bool = False,  # train the linear head only (linear probe)
-                 copy: bool = True):    # own copies of the encoder (and head), not the model's modules
+                 share: bool = False):  # use the model's encoder (and head) modules instead of own copies
         super().__init__()
         if feature not in ('pre', 'post'): raise ValueError(f"feature must be 'pre' or 'post', got {feature!r}")
         src = getattr(encoder, 'imu_encoder', encoder)
         if feature == 'post' and not isinstance(getattr(encoder, 'imu_head', None), nn.Module):
             raise ValueError(f'{type(encoder).__name__} has no projection head: use feature="pre"')
-        dup = _copy.deepcopy if copy else (lambda x: x)
+        dup = (lambda x: x) if share else copy.deepcopy
         self.imu_encoder, self.imu_head = dup(src), (dup(encoder.imu_head) if feature == 'post' else None)
         self.feature, self.n_classes = feature, n_classes
         self.feature_dim = encoder.embed_dim if feature == 'post' else src.feature_dim
         self.head = nn.Linear(self.feature_dim, n_classes)
         base = encoder.config if isinstance(getattr(encoder, 'config', None), dict) else {}
-        self.config = dict(kind='classifier', preset=base.get('preset'), imu=_copy.deepcopy(base.get('imu')),
+        self.config = dict(kind='classifier', preset=base.get('preset'), imu=copy.deepcopy(base.get('imu')),
                            embed_dim=base.get('embed_dim'), dropout=base.get('dropout', 0.1),
                            n_classes=n_classes, feature=feature)
         if freeze: self.freeze_encoder()
@@ -188,7 +187,7 @@ def build_model_from_config(cfg: dict) -> nn.Module:
     kind = cfg.get('kind')
     if kind in ('cross', 'imu2clip'): return CrossModalModel(cfg)
     if kind == 'imu_mae': return IMUMAE(cfg)
-    if kind == 'classifier': return Classifier(IMUSide(cfg), cfg['n_classes'], cfg['feature'], copy=False)
+    if kind == 'classifier': return Classifier(IMUSide(cfg), cfg['n_classes'], cfg['feature'], share=True)
     raise ValueError(f'unknown model kind {kind!r} in config')
 
 def build_model(kind: str = 'cross', preset: str = 'tiny', **overrides) -> nn.Module:

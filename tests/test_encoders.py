@@ -3,7 +3,7 @@ import pytest
 import torch
 from harlib.encoders import (PRESETS, PatchTSTEncoder, CNNGRUEncoder, ResNet1DEncoder, VideoMAEEncoder,
                              CLIPFrameEncoder, build_imu_encoder, build_video_encoder, prepare_frames,
-                             pick_frames, pad_to_patches)
+                             pick_frames, pad_to_patches, CLIP_MEAN, CLIP_STD)
 
 
 # one intra-op thread: see conftest.py
@@ -63,6 +63,13 @@ def test_prepare_frames_resize_and_norm():
     torch.testing.assert_close(out, torch.full_like(out, (128 / 255 - 0.5) / 0.5))
     with pytest.raises(ValueError, match='uint8'): prepare_frames(torch.zeros(2, 10, 3, 8, 8, dtype=torch.uint8), 8)
     assert pick_frames(V, 3).shape[1] == 3 and torch.equal(pick_frames(V, 3)[:, 0], V[:, 0])
+
+
+def test_prepare_frames_layouts():
+    "VideoMAE's [B, T, 3, S, S] clip and CLIP's middle frame, from small uint8 clips (moved here from harlib.video)."
+    v = torch.randint(0, 255, (2, 10, 32, 32, 3), dtype=torch.uint8)
+    assert prepare_frames(v, 224).shape == (2, 10, 3, 224, 224)
+    assert prepare_frames(v[:, 5:6], 224, CLIP_MEAN, CLIP_STD)[:, 0].shape == (2, 3, 224, 224)
 
 
 @pytest.mark.parametrize('name', ['videomae', 'clip'])

@@ -183,7 +183,7 @@ def test_classifier_copies_encoder_by_default():
     opt = torch.optim.SGD(clf.parameters(), lr=0.5)
     F.cross_entropy(clf(IMU), torch.tensor([0, 1, 2, 0])).backward(); opt.step()
     for k, v in m.imu_encoder.state_dict().items(): torch.testing.assert_close(v, before[k])
-    shared = Classifier(m, 3, copy=False)
+    shared = Classifier(m, 3, share=True)
     assert shared.imu_encoder is m.imu_encoder
 
 

@@ -36,7 +36,7 @@ def test_two_process_ddp(tmp_path):
     assert cfg['world_size'] == 2 and cfg['args']['accum_steps'] == 2
     assert [r['step'] for r in recs] == [1, 2, 3]
     assert all(torch.isfinite(torch.tensor(r['loss'])) for r in recs)
-    assert set(recs[0]) >= {'step', 'epoch', 'loss', 'lr', 'temperature', 'bias', 'samples_per_s', 'data_wait'}
+    assert set(recs[0]) >= {'step', 'epoch', 'loss', 'lr', 'logit_scale', 'bias', 'samples_per_s', 'data_wait'}
     from harlib.models import load_checkpoint
     model, ck = load_checkpoint(out / 'checkpoints' / 'last.pt')
     assert ck['step'] == 3 and ck['world'] == 2 and len(ck['rng']) == 2
@@ -65,7 +65,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, one_thread):
     full, resumed = read_metrics(tmp_path / 'full' / 'metrics.jsonl'), read_metrics(out / 'metrics.jsonl')
     assert [r['step'] for r in resumed] == [r['step'] for r in full]
     for a, b in zip(full, resumed):
-        for k in ('loss', 'lr', 'temperature', 'bias', 'epoch'): assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), (a, b)
+        for k in ('loss', 'lr', 'logit_scale', 'bias', 'epoch'): assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-7), (a, b)
     assert 'resumed at step' in log.read_text()
 
 def test_frozen_video_cache_reused(tmp_path, one_thread):

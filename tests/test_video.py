@@ -1,7 +1,7 @@
 """harlib.video: frame choice, damaged files, and the decoded-clip cache under DataLoader workers."""
 import numpy as np, pytest, torch
 from harlib.video import (write_video, counter_frames, frame_number, read_frames, ClipCache, VideoError,
-                          probe, prepare_video)
+                          probe)
 
 @pytest.fixture(scope='module')
 def vid(tmp_path_factory):
@@ -68,11 +68,6 @@ def test_cache_invalidated_when_file_changes(tmp_path):
     write_video(p, counter_frames(30)[::-1].copy()); os.utime(p)
     b = c.get(p, 0, 2, 2, 32)
     assert c.misses == 2 and not np.array_equal(a, b)
-
-def test_prepare_video_layouts():
-    v = torch.randint(0, 255, (2, 10, 32, 32, 3), dtype=torch.uint8)
-    assert prepare_video(v, 'videomae', 224).shape == (2, 10, 3, 224, 224)
-    assert prepare_video(v, 'clip', 224).shape == (2, 3, 224, 224)
 
 class _ManyFiles(torch.utils.data.Dataset):
     def __init__(self, paths): self.paths = paths

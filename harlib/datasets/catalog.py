@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..constants import DATASET_ALIASES, dataset_name
+from ..labels import remap_labels
 from ..imu import SensorSpec
 from ..video import VideoError, probe
 from .core import BadInput, Policy, Rec, WindowDataset
@@ -99,10 +100,8 @@ def select_classes(ds, classes=None, exclude=None) -> WindowDataset:
     "Keep windows of `classes` (names, in this order: labels become 0..k-1) or drop those in `exclude`."
     if isinstance(classes, str): classes = [classes]
     if classes is None: classes = [c for c in ds.classes if c and c not in set(exclude or ())]
-    missing = [c for c in classes if c not in ds.classes]
-    if missing: raise ValueError(f'{ds.name}: unknown classes {missing}; known: {[c for c in ds.classes if c]}')
-    keep = ds.index['label_name'].isin(classes).to_numpy(); out = ds.subset(keep)
-    out.classes = list(classes); out.index['label'] = out.index['label_name'].map({c: i for i, c in enumerate(classes)}).astype(np.int64)
+    y, names = remap_labels(ds.index['label'].fillna(-1).astype(int).to_numpy(), ds.classes, classes)
+    out = ds.subset(y >= 0); out.classes = names; out.index['label'] = y[y >= 0]
     return out
 
 # %% ../../nbs/03c_datasets.catalog.ipynb #c085
