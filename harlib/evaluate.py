@@ -4,17 +4,15 @@
 
 # %% auto #0
 __all__ = ['COLUMNS', 'SCALARS', 'confusion', 'per_class_recall', 'balanced_accuracy', 'macro_f1', 'classification_metrics',
-           'summarize', 'true_ranks', 'rank_metrics', 'prototype_scores', 'zeroshot_metrics', 'bootstrap_indices',
-           'zeroshot_eval', 'retrieval_metrics', 'holdout', 'Split', 'fewshot_splits', 'toy_task', 'encode',
-           'FeatureCache', 'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed',
-           'linear_probe', 'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'summary',
-           'results_table']
+           'bootstrap_ci', 'summarize', 'true_ranks', 'rank_metrics', 'prototype_scores', 'zeroshot_metrics',
+           'bootstrap_indices', 'zeroshot_eval', 'retrieval_metrics', 'toy_task', 'encode', 'FeatureCache',
+           'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed', 'linear_probe',
+           'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'summary', 'results_table']
 
 # %% ../nbs/08_evaluate.ipynb #c004
 import math, copy, warnings
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from dataclasses import dataclass
-from scipy import stats as _stats
 from .datasets.splits import LeakError, check_disjoint  # their one home (harlib.evaluate.LeakError still resolves)
 
 # %% ../nbs/08_evaluate.ipynb #c006
@@ -51,13 +49,20 @@ def classification_metrics(y_true, y_pred, n_classes:int) -> dict:
                 per_class_recall=[None if np.isnan(r) else float(r) for r in per_class_recall(cm)], confusion=cm.tolist())
 
 # %% ../nbs/08_evaluate.ipynb #c014
-def summarize(values, level:float=0.95) -> dict:
-    "Mean, sd (ddof 1), and the `level` t-interval of the mean over repeats (nan entries dropped)."
+def bootstrap_ci(v, level:float=0.95, times:int=2000, seed:int=0, bounds=(0., 1.)) -> tuple:
+    "Percentile-bootstrap `level` interval of the mean of `v` (resampled with replacement), clipped to `bounds`; nan from < 3 values."
+    v = np.asarray(v, float)
+    if len(v) < 3: return math.nan, math.nan
+    means = np.random.default_rng(seed).choice(v, (times, len(v))).mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return (float(np.clip(lo, *bounds)), float(np.clip(hi, *bounds))) if bounds else (float(lo), float(hi))
+
+def summarize(values, level:float=0.95, bounds=(0., 1.)) -> dict:
+    "Mean, sd (ddof 1) and the bootstrap `level` interval of the mean over repeats (nan entries dropped)."
     v = np.asarray(values, float); v = v[~np.isnan(v)]; n = len(v)
     if n == 0: return dict(mean=math.nan, sd=math.nan, ci_lo=math.nan, ci_hi=math.nan, n=0)
-    sd = float(v.std(ddof=1)) if n > 1 else 0.0
-    h = float(_stats.t.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n)) if n > 1 else math.nan
-    return dict(mean=float(v.mean()), sd=sd, ci_lo=float(v.mean() - h), ci_hi=float(v.mean() + h), n=n)
+    lo, hi = bootstrap_ci(v, level, bounds=bounds)
+    return dict(mean=float(v.mean()), sd=float(v.std(ddof=1)) if n > 1 else 0.0, ci_lo=lo, ci_hi=hi, n=n)
 
 # %% ../nbs/08_evaluate.ipynb #c018
 def true_ranks(scores, target) -> np.ndarray:
@@ -88,17 +93,17 @@ def zeroshot_metrics(scores, y, n_classes:int, ks=(1, 3)) -> dict:
     r = rank_metrics(true_ranks(scores, y), ks); r.pop('median_rank')
     return dict(balanced_accuracy=balanced_accuracy(y, pred, n_classes), macro_f1=macro_f1(y, pred, n_classes), **r)
 
-def bootstrap_indices(y, frac:float=0.8, times:int=5, seed:int=0) -> list:
-    "`times` subsamples holding `frac` of each class's windows (drawn without replacement), as sorted indices."
+def bootstrap_indices(y, frac:float=1.0, times:int=5, seed:int=0, replace:bool=True) -> list:
+    "`times` resamples of `frac` of each class's windows (with replacement: a bootstrap; `replace=False`: the paper's subsamples), sorted."
     y, rng = np.asarray(y), np.random.default_rng(seed)
-    draw = lambda idx: rng.choice(idx, max(1, round(frac * len(idx))), replace=False)
+    draw = lambda idx: rng.choice(idx, max(1, round(frac * len(idx))), replace=replace)
     return [np.sort(np.concatenate([draw(np.flatnonzero(y == c)) for c in np.unique(y)])) for _ in range(times)]
 
 # %% ../nbs/08_evaluate.ipynb #c024
-def zeroshot_eval(scores, y, n_classes:int, frac:float=0.8, times:int=5, seed:int=0) -> list:
-    "Zero-shot metrics on each of `times` per-class subsamples (the paper's 80 % x 5 bootstrap)."
-    y = np.asarray(y, int)
-    return [zeroshot_metrics(np.asarray(scores)[i], y[i], n_classes) for i in bootstrap_indices(y, frac, times, seed)]
+def zeroshot_eval(scores, y, n_classes:int, frac:float=1.0, times:int=5, seed:int=0, replace:bool=True) -> list:
+    "Zero-shot metrics on `times` per-class bootstrap resamples; `scores` may be a list of `times` matrices (one per prototype draw)."
+    y = np.asarray(y, int); per = scores if isinstance(scores, (list, tuple)) else [scores] * times
+    return [zeroshot_metrics(np.asarray(s)[i], y[i], n_classes) for s, i in zip(per, bootstrap_indices(y, frac, times, seed, replace))]
 
 # %% ../nbs/08_evaluate.ipynb #c029
 def retrieval_metrics(a, b, names=('imu', 'video'), ks=(1, 5, 10)) -> dict:
@@ -110,55 +115,7 @@ def retrieval_metrics(a, b, names=('imu', 'video'), ks=(1, 5, 10)) -> dict:
     return out
 
 # %% ../nbs/08_evaluate.ipynb #c034
-def _by_group_test(y, groups, test_per_class, rng, max_frac):
-    "Test groups chosen in a seeded order until every class is covered (or `max_frac` of the groups)."
-    ug = rng.permutation(np.unique(groups)); cap = max(1, int(len(ug) * max_frac)); chosen = []
-    classes = np.unique(y[y >= 0])
-    for g in ug[:cap]:
-        chosen.append(g)
-        mask = np.isin(groups, chosen) & (y >= 0)
-        if all((y[mask] == c).sum() >= test_per_class for c in classes): break
-    return np.isin(groups, chosen)
-
-def holdout(y, groups=None, test_per_class:int=20, seed:int=0, max_test_frac:float=0.5):
-    "`(pool, test)` window indices; subject-disjoint when `groups` has two or more subjects."
-    y, rng = np.asarray(y, int), np.random.default_rng([seed, 0])
-    by_group = groups is not None and len(np.unique(groups)) > 1
-    side = _by_group_test(y, np.asarray(groups), test_per_class, rng, max_test_frac) if by_group else np.ones(len(y), bool)
-    test = np.concatenate([rng.permutation(np.flatnonzero(side & (y == c)))[:test_per_class] for c in np.unique(y[y >= 0])])
-    pool = np.flatnonzero(~side & (y >= 0)) if by_group else np.setdiff1d(np.flatnonzero(y >= 0), test)
-    return pool, np.sort(test)
-
-# %% ../nbs/08_evaluate.ipynb #c036
-@dataclass
-class Split:
-    "One few-shot draw: indices of training, validation (may be empty) and test windows."
-    shots: int; repeat: int; train: np.ndarray; val: np.ndarray; test: np.ndarray
-
-def _take(perms, k, val_frac):
-    tr, va = [], []
-    for p in perms:
-        s = p[:k]; v = max(1, round(val_frac * len(s))) if val_frac > 0 and len(s) > 1 else 0
-        tr.append(s[:len(s) - v]); va.append(s[len(s) - v:])
-    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va)).astype(int)
-
-# %% ../nbs/08_evaluate.ipynb #c037
-def fewshot_splits(y, groups=None, shots=(10, 20, 50, 100), repeats:int=5, test_per_class:int=20, seed:int=0,
-                   val_frac:float=0.0, max_test_frac:float=0.5) -> list:
-    "Splits for every shot count and repeat; the test set is fixed by `seed`; leakage is checked on each."
-    y = np.asarray(y, int); pool, test = holdout(y, groups, test_per_class, seed, max_test_frac)
-    classes, out = np.unique(y[y >= 0]), []
-    if groups is not None and len(np.unique(groups)) < 2: groups = None      # one subject: window-disjoint only
-    short = {int(c): int((y[pool] == c).sum()) for c in classes if (y[pool] == c).sum() < max(shots)}
-    if short: warnings.warn(f'few-shot pool has fewer than {max(shots)} windows for class(es) {short} (class: count); they use all they have')
-    for r in range(repeats):
-        rng = np.random.default_rng([seed, 1, r])
-        perms = [rng.permutation(pool[y[pool] == c]) for c in classes]
-        for k in shots:
-            tr, va = _take(perms, k, val_frac)
-            check_disjoint(np.concatenate([tr, va]), test, groups)
-            out.append(Split(int(k), r, tr, va, test))
-    return out
+from .evaluate_splits import Split, holdout, fewshot_splits, test_folds  # their home: harlib.evaluate_splits
 
 # %% ../nbs/08_evaluate.ipynb #c039
 def toy_task(n_classes:int=5, per_class:int=60, subjects:int=6, signal:float=1.0, seed:int=0, length:int=250):
@@ -235,7 +192,7 @@ def _grads(Wt, X, y, idx, valid):
 def _adamw_(P, G, m, v, t, a, lr, wd, b1=0.9, b2=0.999, eps=1e-8):
     "One `torch.optim.AdamW` step on the heads where `a` (float [R]) is 1; heads with 0 stay exactly as they are."
     sh = (-1,) + (1,) * (P.dim() - 1); a = a.view(sh); ts = t.clamp_min(1).view(sh)
-    P.mul_(1 - lr * wd * a); m.lerp_(G, (1 - b1) * a); v.addcmul_(G * a, G, value=1 - b2).sub_(v * (1 - b2) * a)
+    P.mul_(1 - lr * wd * a); m.lerp_(G, (1 - b1) * a); v.mul_(1 - (1 - b2) * a).addcmul_(G * a, G, value=1 - b2)
     P.addcdiv_(m * (lr / (1 - b1 ** ts)) * a, v.sqrt() / (1 - b2 ** ts).sqrt() + eps, value=-1)
 
 def _val_bacc(Wt, Xv, yv, C):
@@ -376,7 +333,9 @@ def summary(df, metric='balanced_accuracy', keys=('method', 'target', 'mode', 's
     return pd.DataFrame(rows, columns=by + ['mean', 'sd', 'ci_lo', 'ci_hi', 'n'])
 
 # %% ../nbs/08_evaluate.ipynb #c071
-def _ci_cell(r) -> str: return f"{r.mean*100:.1f} ± {r.sd*100:.1f} [{r.ci_lo*100:.1f}, {r.ci_hi*100:.1f}]"
+def _ci_cell(r) -> str:
+    if math.isnan(r.ci_lo): return f"{r.mean*100:.1f} ± {r.sd*100:.1f} (n={int(r.n)})"
+    return f"{r.mean*100:.1f} ± {r.sd*100:.1f} [{r.ci_lo*100:.1f}, {r.ci_hi*100:.1f}]"
 
 def results_table(df, metrics=('balanced_accuracy', 'macro_f1'), keys=('method', 'pretrain', 'target', 'mode', 'shots')):
     "Pivot of `summary`: one row per combination of `keys`, `mean ± sd [lo, hi]` (in %) per metric."
