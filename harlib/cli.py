@@ -14,6 +14,7 @@ COMMANDS = {  # subcommand -> (module:function, one-line help)
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
     'downstream': ('harlib.downstream:main', 'few-shot probing / fine-tuning / zero-shot evaluation'),
     'study':      ('harlib.study:main',      'run a whole study (quickstart, smoke) through papermill notebooks'),
+    'audit':      ('harlib.evaluate_splits:main', 'check every splits.json under a run folder: no group in train and test, repeats differ'),
     'docs':       ('harlib.docs:main',       'build the static HTML docs site offline from the notebooks'),
 }
 

@@ -26,13 +26,15 @@ def fit_logreg(X, y, Cs=CS, folds:int=3, seed:int=0, max_iter:int=10000):
     return GridSearchCV(pipe, {'logisticregression__C': list(Cs)}, cv=cv, scoring='balanced_accuracy', n_jobs=1).fit(X, y).best_estimator_
 
 # %% ../nbs/08c_evaluate_probes.ipynb #e5281dab
-def logreg_probe(feats, y, splits, n_classes:int, seed:int=0, Cs=CS, folds:int=3) -> list:
-    "Test metrics of `fit_logreg` per split (`feats[idx]` gives features; validation windows join the training shots)."
+def logreg_probe(feats, y, splits, n_classes:int, seed:int=0, Cs=CS, folds:int=3, heads:dict=None) -> list:
+    "Test metrics of `fit_logreg` per split (`feats[idx]` gives features; validation windows join the training shots); `heads` collects them."
     y, out = np.asarray(y, int), []
     for s in splits:
         tr = np.r_[s.train, s.val].astype(int)
         with warnings.catch_warnings(): warnings.simplefilter('ignore'); m = fit_logreg(feats[tr], y[tr], Cs, folds, split_seed(seed, s.shots, s.repeat))
         lr = m[-1]; it = int(np.max(lr.n_iter_))
+        if heads is not None: heads[(s.shots, s.repeat)] = dict(W=torch.as_tensor(lr.coef_.T), b=torch.as_tensor(lr.intercept_), classes=lr.classes_.tolist(),
+                                                                mu=torch.as_tensor(m[0].mean_), sd=torch.as_tensor(m[0].scale_), C=float(lr.C))
         out.append(dict(shots=s.shots, repeat=s.repeat, C=float(lr.C), n_iter=it, converged=it < lr.max_iter,
                         **classification_metrics(y[s.test], m.predict(feats[s.test]), n_classes)))
     return out
