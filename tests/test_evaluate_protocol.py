@@ -110,3 +110,22 @@ def test_every_evaluation_writes_splits_and_audit_catches_a_planted_leak(tmp_pat
     assert audit_main([str(tmp_path / 'bad')]) == 1 and audit_main([str(tmp_path)]) == 1
     from harlib.cli import main as cli
     assert cli(['audit', str(tmp_path / 'ok')]) == 0
+
+
+# ---- the same two defects through the old API only (so the failure on the old code is an assertion, not a missing name) ----
+
+def test_no_basicmotions_case_on_both_sides_with_the_targets_own_groups():
+    from harlib.datasets import load
+    rec = load('basicmotions').index['recording'].astype(str).to_numpy()
+    t = ds.load_target('basicmotions')
+    for s in ev.fewshot_splits(t.y, t.groups, (10,), 5, test_per_class=10):
+        assert not set(rec[s.train]) & set(rec[s.test])
+
+
+def test_no_shot_count_reported_as_five_identical_draws():
+    y = np.repeat(np.arange(2), 60); g = np.repeat(np.arange(12), 10)      # 12 subjects, 20 test windows per class
+    with pytest.warns(UserWarning):
+        splits = ev.fewshot_splits(y, g, (10, 40), 5, test_per_class=20)
+    for k in {s.shots for s in splits}:
+        draws = [tuple(s.train) for s in splits if s.shots == k]
+        assert len(set(draws)) == len(draws), k
