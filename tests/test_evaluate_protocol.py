@@ -129,3 +129,15 @@ def test_no_shot_count_reported_as_five_identical_draws():
     for k in {s.shots for s in splits}:
         draws = [tuple(s.train) for s in splits if s.shots == k]
         assert len(set(draws)) == len(draws), k
+
+
+# ---- defect 9: `harlib bench eval` compared unlike things ------------------------------------------------------
+
+def test_bench_eval_same_batch_size_and_timed_once_each_side(monkeypatch):
+    from harlib.bench import eval as be
+    enc_batches, loops, orig = [], [], ev.FeatureCache
+    monkeypatch.setattr(ev, 'FeatureCache', lambda enc, X, rows, bs=256, *a, **k: enc_batches.append(bs) or orig(enc, X, rows, bs, *a, **k))
+    orig_loop = be.epoch_loop_probe
+    monkeypatch.setattr(be, 'epoch_loop_probe', lambda *a, **k: loops.append(k.get('batch_size', 8)) or orig_loop(*a, **k))
+    figs = be.run(quick=True)
+    assert enc_batches == [figs['batch_size']] and set(loops) == {figs['batch_size']}   # one timed pass each, one batch size
