@@ -48,3 +48,21 @@ def test_existing_study_is_refused_and_resume_skips_finished_steps(smoke, capsys
     logs = []
     Study(smoke, PLANS['smoke'], resume=True, log=logs.append).run()
     assert sum('done before, skipped' in l for l in logs) == len(json.loads((smoke / 'status.json').read_text()))
+
+def test_gates_beside_the_tables_and_failed_pretraining_marked(smoke):
+    from harlib.study_gates import GATE_COLUMNS, failed_pretraining
+    g = pd.read_csv(smoke / 'gates.csv')
+    assert list(g.columns) == GATE_COLUMNS and set(g.kind) == {'target', 'pretraining'}
+    for tgt in ('A: MMEA-like', 'B: PD-like'):
+        assert {'hand_feature_ceiling', 'random_encoder_probe'} <= set(g[g.name == tgt].gate)
+    assert g[g.kind == 'pretraining'].gate.str.startswith('final_loss').any()
+    marked = '✗ pretraining gate failed' in (smoke / 'tables' / 'summary.md').read_text()
+    assert marked == bool(failed_pretraining(g))
+
+def test_every_evaluation_passes_the_audit_and_cis_stay_in_range(smoke):
+    from harlib.evaluate_splits import audit
+    res = audit(smoke / 'eval')
+    assert len(res) >= 2 * len(PLANS['smoke']['evaluate']['modes']) and not any(res.values())
+    s = pd.read_csv(smoke / 'tables' / 'fewshot_all.csv')
+    assert s.ci_lo.dropna().between(0, 1).all() and s.ci_hi.dropna().between(0, 1).all()
+    assert s[s.n < 3].ci_lo.isna().all()
