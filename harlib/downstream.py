@@ -6,7 +6,7 @@
 __all__ = ['MODES', 'TABLE_METRICS', 'FEWSHOT', 'make_parser', 'parse_args', 'Target', 'toy_target', 'target_from_dataset',
            'load_target', 'ImuFeatures', 'get_model', 'random_like', 'run_fewshot', 'encode_videos', 'encode_imu_emb',
            'pick_prototypes', 'run_zeroshot', 'run_retrieval', 'summary_tables', 'report_text', 'write_results',
-           'split_facts', 'evaluate_modes', 'run', 'main']
+           'split_facts', 'group_ci_rows', 'evaluate_modes', 'run', 'main']
 
 # %% ../nbs/08a_downstream.ipynb #c004
 import argparse, builtins, json, sys, time, re, warnings
@@ -321,6 +321,16 @@ def split_facts(t:Target, a) -> dict:
                 probe='standardised L2 logistic regression, C by CV in the shots' if a.probe == 'logreg' else 'paper: AdamW lr 1e-3, 25 epochs',
                 skipped_shots=[])
 
+# %% ../nbs/08a_downstream.ipynb #26f2dbaf
+def group_ci_rows(rows, splits, t:Target, keys:dict) -> list:
+    "Long rows `ci_lo:balanced_accuracy`/`ci_hi:…` per shot count: a fixed (official) test set's interval, resampling its groups."
+    out, test = [], {s.shots: s.test for s in splits}
+    for k in sorted({r['shots'] for r in rows}):
+        rk = [r for r in rows if r['shots'] == k and 'pred' in r]
+        lo, hi = ev.group_bootstrap_ci(t.y[test[k]], [r['pred'] for r in rk], np.asarray(t.groups)[test[k]], len(t.classes))
+        out += [dict(keys, shots=k, repeat=-1, metric=f'{b}:balanced_accuracy', value=v) for b, v in (('ci_lo', lo), ('ci_hi', hi))]
+    return out
+
 # %% ../nbs/08a_downstream.ipynb #c031
 def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None):
     "Run every mode of `a.mode` on `t`; returns `(results, long rows, split facts, skipped modes, splits.json records)`."
@@ -348,6 +358,7 @@ def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None):
         label = mode + ('_paper' if a.probe == 'paper' and mode in ('lp', 'random') else '')
         results += [dict(method=a.method, pretrain=pre, target=t.name, mode=label, **r) for r in rows]
         long += ev.long_rows(rows, method=a.method, pretrain=pre, target=t.name, mode=label)
+        if facts.get('official_split') and mode in FEWSHOT: long += group_ci_rows(rows, splits, t, dict(method=a.method, pretrain=pre, target=t.name, mode=label))
         if store: _save_models(a.out, mode, store, a, t)
         _log(a, f'downstream: {mode} done in {time.perf_counter() - t0:.1f} s ({len(rows)} rows)')
     return results, long, facts, skipped, records

@@ -7,7 +7,8 @@ __all__ = ['COLUMNS', 'SCALARS', 'confusion', 'per_class_recall', 'balanced_accu
            'bootstrap_ci', 'summarize', 'true_ranks', 'rank_metrics', 'prototype_scores', 'zeroshot_metrics',
            'bootstrap_indices', 'zeroshot_eval', 'retrieval_metrics', 'toy_task', 'encode', 'FeatureCache',
            'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed', 'linear_probe',
-           'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'summary', 'results_table']
+           'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'group_bootstrap_ci', 'summary',
+           'results_table']
 
 # %% ../nbs/08_evaluate.ipynb #c004
 import math, copy, warnings
@@ -254,7 +255,7 @@ def linear_probe(feats, y, splits, n_classes:int, seed:int=0, heads:dict=None, *
         pred = h.predict(feats[ss[0].test])
         for j, (i, s) in enumerate(zip(ids, ss)):
             if heads is not None: heads[(s.shots, s.repeat)] = dict(W=h.W[j].clone(), b=h.b[j].clone(), mu=h.mu[j].clone(), sd=h.sd[j].clone())
-            out[i] = dict(shots=s.shots, repeat=s.repeat, best_epoch=h.best_epoch[j],
+            out[i] = dict(shots=s.shots, repeat=s.repeat, best_epoch=h.best_epoch[j], pred=pred[j].tolist(),
                           **classification_metrics(y[s.test], pred[j], n_classes))
     return [out[i] for i in range(len(splits))]
 
@@ -307,7 +308,8 @@ def finetune_protocol(encoder, windows, y, splits, n_classes:int, seed:int=0, mo
         m = finetune(encoder, get(s.train), y[s.train], n_classes, seed=split_seed(seed, s.shots, s.repeat), **val, **kw)
         dev = next(m.parameters()).device
         if models is not None: models[(s.shots, s.repeat)] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
-        out.append(dict(shots=s.shots, repeat=s.repeat, best_epoch=m.best_epoch, **classification_metrics(y[s.test], predict(m, get(s.test), device=dev), n_classes)))
+        p = predict(m, get(s.test), device=dev)
+        out.append(dict(shots=s.shots, repeat=s.repeat, best_epoch=m.best_epoch, pred=p.tolist(), **classification_metrics(y[s.test], p, n_classes)))
     return out
 
 # %% ../nbs/08_evaluate.ipynb #c070
@@ -324,12 +326,26 @@ def long_rows(rows, **keys) -> list:
     return out
 
 # %% ../nbs/08_evaluate.ipynb #bf0fc006
+def group_bootstrap_ci(y, preds, groups, n_classes:int, level:float=0.95, times:int=1000, seed:int=0) -> tuple:
+    "Interval of the mean balanced accuracy of `preds` (one per repeat, same test windows) resampling test `groups` with replacement; in [0, 1]; nan from < 3 groups."
+    y, g, P = np.asarray(y), np.asarray(groups), np.asarray(preds); ug = np.unique(g)
+    if len(ug) < 3 or not len(P): return math.nan, math.nan
+    idx, rng, stats = [np.flatnonzero(g == u) for u in ug], np.random.default_rng(seed), []
+    for _ in range(times):
+        take = np.concatenate([idx[i] for i in rng.integers(0, len(ug), len(ug))])
+        stats.append(np.mean([balanced_accuracy(y[take], p[take], n_classes) for p in P]))
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2]); return float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1))
+
 def summary(df, metric='balanced_accuracy', keys=('method', 'target', 'mode', 'shots')):
-    "Mean, sd, 95 % CI and n over repeats of `metric` (a name; or a list, one row per metric) for each combination of `keys`."
+    "Mean, sd, 95 % CI and n over repeats of `metric` (a name, or a list); rows `ci_lo:<metric>`/`ci_hi:<metric>` (a fixed test set's group bootstrap) replace the CI."
     import pandas as pd
     one = isinstance(metric, str); by = list(keys) + ([] if one else ['metric'])
-    d = df[df.metric.isin([metric] if one else list(metric))]
-    rows = [dict(zip(by, k), **summarize(g.value)) for k, g in d.groupby(by, sort=False)]
+    over = {k: g.value.iloc[0] for k, g in df[df.metric.str.startswith('ci_')].groupby(list(keys) + ['metric'], sort=False)}
+    d, rows = df[df.metric.isin([metric] if one else list(metric))], []
+    for k, g in d.groupby(by, sort=False):
+        k = k if isinstance(k, tuple) else (k,); m, kb = (metric, k) if one else (k[-1], k[:-1]); s = summarize(g.value)
+        if kb + (f'ci_lo:{m}',) in over: s.update(ci_lo=over[kb + (f'ci_lo:{m}',)], ci_hi=over[kb + (f'ci_hi:{m}',)])
+        rows.append(dict(zip(by, k), **s))
     return pd.DataFrame(rows, columns=by + ['mean', 'sd', 'ci_lo', 'ci_hi', 'n'])
 
 # %% ../nbs/08_evaluate.ipynb #c071

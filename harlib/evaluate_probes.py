@@ -35,8 +35,9 @@ def logreg_probe(feats, y, splits, n_classes:int, seed:int=0, Cs=CS, folds:int=3
         lr = m[-1]; it = int(np.max(lr.n_iter_)); C = float(np.ravel(lr.C_ if hasattr(lr, 'C_') else lr.C)[0])
         if heads is not None: heads[(s.shots, s.repeat)] = dict(W=torch.as_tensor(lr.coef_.T), b=torch.as_tensor(lr.intercept_), classes=lr.classes_.tolist(),
                                                                 mu=torch.as_tensor(m[0].mean_), sd=torch.as_tensor(m[0].scale_), C=C)
-        out.append(dict(shots=s.shots, repeat=s.repeat, C=C, n_iter=it, converged=it < lr.max_iter,
-                        **classification_metrics(y[s.test], m.predict(feats[s.test]), n_classes)))
+        p = m.predict(feats[s.test])
+        out.append(dict(shots=s.shots, repeat=s.repeat, C=C, n_iter=it, converged=it < lr.max_iter, pred=p.tolist(),
+                        **classification_metrics(y[s.test], p, n_classes)))
     return out
 
 # %% ../nbs/08c_evaluate_probes.ipynb #cb5e5140

@@ -20,6 +20,8 @@ def test_downstream_says_which_protocol(tmp_path):
     assert ds.main(['--dataset', 'basicmotions', '--mode', 'lp', '--shots', '5', '--repeats', '2', '--out', str(tmp_path), '--quiet']) == 0
     cfg = json.loads((tmp_path / 'results.json').read_text())['config']
     assert cfg['official_split'] and cfg['group_kind'] == 'recording' and 'official' in cfg['protocol']
+    s = ev.summary(pd.read_csv(tmp_path / 'results.csv')).iloc[0]       # fixed test set: the CI resamples its 40 test cases
+    assert s.n == 2 and 0 <= s.ci_lo <= s['mean'] <= s.ci_hi <= 1
 
 
 # ---- defect 2: repeats that are one draw --------------------------------------------------------------------
