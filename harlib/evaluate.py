@@ -8,7 +8,7 @@ __all__ = ['COLUMNS', 'SCALARS', 'confusion', 'per_class_recall', 'balanced_accu
            'bootstrap_indices', 'zeroshot_eval', 'retrieval_metrics', 'toy_task', 'encode', 'FeatureCache',
            'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed', 'linear_probe',
            'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'group_bootstrap_ci', 'summary',
-           'results_table']
+           'results_table', 'Split', 'holdout', 'fewshot_splits', 'test_folds']
 
 # %% ../nbs/08_evaluate.ipynb #c004
 import math, copy, warnings
@@ -117,6 +117,7 @@ def retrieval_metrics(a, b, names=('imu', 'video'), ks=(1, 5, 10)) -> dict:
 
 # %% ../nbs/08_evaluate.ipynb #c034
 from .evaluate_splits import Split, holdout, fewshot_splits, test_folds  # their home: harlib.evaluate_splits
+_all_ = ['Split', 'holdout', 'fewshot_splits', 'test_folds']
 
 # %% ../nbs/08_evaluate.ipynb #c039
 def toy_task(n_classes:int=5, per_class:int=60, subjects:int=6, signal:float=1.0, seed:int=0, length:int=250):
