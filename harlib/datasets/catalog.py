@@ -51,7 +51,7 @@ def _check_video(path, name):
 class DatasetConfig:
     "A dataset: sensor spec, classes, subjects, split rule, notes, and the reader that builds its recordings."
     name: str
-    reader: object                 # (root, cfg, policy, with_video=..., **opts) -> (list[Rec], classes)
+    reader: object                 # (root, cfg, policy, with_video=..., **opts) -> (list[Rec], classes[, dataset options])
     spec: SensorSpec = None        # how the files record (None: the reader knows)
     classes: tuple = ()            # class names (a reader may find them in the files)
     subjects: str = ''             # where subject ids come from (documentation)
@@ -67,7 +67,7 @@ def register(cfg: DatasetConfig):
     DATASETS[cfg.name] = cfg; return cfg
 
 # %% ../../nbs/03c_datasets.catalog.ipynb #c042
-DS_OPTS = ('stride', 'min_purity', 'normalize', 'median', 'num_frames', 'size', 'mode', 'video_cache')
+DS_OPTS = ('stride', 'min_purity', 'normalize', 'median', 'num_frames', 'size', 'mode', 'video_cache', 'channels')
 
 def _reader_opts(cfg, opts) -> dict:
     "The options `cfg.reader` accepts; ValueError naming any option nobody accepts."
@@ -84,7 +84,8 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     takes = inspect.signature(cfg.reader).parameters   # `classes` names the labels for readers that take it, else selects
     classes = None if 'classes' in takes else opts.pop('classes', None)
     exclude, seed = opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
-    recs, names = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
+    recs, names, *more = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
+    opts = {**(more[0] if more else {}), **opts}  # a reader may also return dataset options its files set (the folder spec)
     if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
     if not recs: raise ValueError(f'{cfg.name}: no usable recording under {root}' + (f'; skipped: {dict(policy.report)}, e.g. '
                                   f'{next(iter(policy.report.messages.values()))[0]}' if policy.report else ''))
