@@ -7,7 +7,8 @@ __all__ = ['log', 'DATASETS', 'ALIASES', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', '
            'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset', 'check_disjoint', 'subject_split',
            'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load', 'select_classes', 'read_synthetic',
            'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd', 'read_ego4d', 'read_basicmotions',
-           'resample_labels', 'read_arrays', 'folder_spec', 'read_folder', 'registry', 'LeakError', 'check_splits']
+           'resample_labels', 'read_arrays', 'folder_spec', 'read_folder', 'registry', 'LeakError', 'check_splits',
+           'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS', 'labels_on_grid', 'example_folder', 'EXAMPLE_ACTIVITIES']
 
 # %% ../../nbs/03_datasets.ipynb #b060
 from ..constants import PD_CLASSES
@@ -27,4 +28,5 @@ _all_ = ['log', 'DATASETS', 'ALIASES', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SP
         'subject_split', 'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
         'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
         'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
-        'registry', 'LeakError', 'check_splits']
+        'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS',
+        'labels_on_grid', 'example_folder', 'EXAMPLE_ACTIVITIES']
