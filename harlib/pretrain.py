@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['log', 'make_parser', 'resolve', 'parse_args', 'warmup_cosine', 'warmup_steps', 'data_opts', 'dataset_loader',
-           'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'Trainer', 'main']
+           'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'window_ids', 'match_cache',
+           'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
 import argparse, builtins, contextlib, json, logging, math, sys, time
@@ -16,6 +17,7 @@ from .distributed import (Dist, setup_dist, teardown_dist, barrier, gather_objec
                                 rng_state, set_rng_state, ResumableSampler, EpochSeeded)
 from .steps import amp_context, pick_precision, contrastive_step, mae_step
 from .runs import prepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
+from .augment import augment
 
 # %% ../nbs/07_pretrain.ipynb #c005
 log = logging.getLogger('harlib.pretrain')
@@ -52,6 +54,12 @@ def _flags(p):
     g('--out', default=None, help='run directory (default runs/<model>_<dataset>_<preset>)')
     g('--resume', action='store_true', help='continue from <out>/checkpoints/last.pt (starts fresh if there is none)')
     g('--overwrite', action='store_true', help='delete an existing run directory first')
+    g('--channel_dropout', type=float, default=0.0, metavar='P',
+      help='Probability with which each training window loses its gyroscope (zeroed and marked missing in the channel mask), '
+           'so that one checkpoint serves both six-channel and accelerometer-only input.')
+    g('--rotate', action='store_true',
+      help='Turn every training window by a random 3-D rotation, the same for the accelerometer and the gyroscope, '
+           'for devices worn at other orientations.')
     g('--seed', type=int, default=0)
     g('--device', default='auto', help="auto, cpu or cuda")
     g('--threads', type=int, default=0, help='torch CPU threads per process (0: torch default; torchrun sets 1 when N > 1)')
@@ -79,6 +87,7 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
     a.out = a.out or str(Path('runs') / f'{a.model}_{a.dataset}_{a.preset}')
     if a.video_cache == 'auto': a.video_cache = str(Path('runs') / 'cache' / 'video_emb') if a.freeze_video else 'none'
     if a.accum_steps < 1 or a.batch_size < 1: raise UsageError('--batch_size and --accum_steps must be >= 1')
+    if not 0 <= a.channel_dropout <= 1: raise UsageError(f'--channel_dropout is a probability, got {a.channel_dropout}')
     return a
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -160,10 +169,10 @@ def image_size(model):
 class Objective(nn.Module):
     "model + how a batch enters it: forward(imu, video=None, vfeat=None) -> the model's output dict."
     def __init__(self, model: nn.Module, kind: str): super().__init__(); self.model, self.kind = model, kind
-    def forward(self, imu, video=None, vfeat=None):
+    def forward(self, imu, video=None, vfeat=None, mask=None):
         m = self.model
-        if self.kind == 'imu_mae': return m(imu)
-        return m(imu, video) if vfeat is None else m(imu, video_features=vfeat)
+        if self.kind == 'imu_mae': return m(imu, mask)
+        return m(imu, video, mask=mask) if vfeat is None else m(imu, video_features=vfeat, mask=mask)
 
 # %% ../nbs/07_pretrain.ipynb #c065
 def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict) -> VideoCache:
@@ -171,7 +180,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     from tqdm.auto import tqdm
     if d.main and not cache.exists:
         dim = getattr(encoder, 'feature_dim', None) or encoder(ds[0]['video'][None].to(d.device)).shape[-1]
-        cache.create(len(ds), dim, meta)
+        cache.create(len(ds), dim, meta, keys=window_ids(ds.index) if hasattr(ds, 'index') else None)
     barrier(d); cache.open(write=True)
     todo = cache.missing(); mine = todo[d.rank::d.world].tolist()
     if len(todo): log.info(f'video cache {cache.dir}: encoding {len(todo)} of {len(ds)} windows once')
@@ -184,6 +193,23 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
             cache.put(b['pos'].numpy(), encoder(b['video'].to(d.device)).float().cpu().numpy())
     encoder.train(mode); barrier(d)
     return cache.open()
+
+def window_ids(index):
+    "`'<recording>@<start_s>'` per row of a window index (start to the millisecond)."
+    return (index['recording'].astype(str) + '@' + index['start_s'].map(lambda s: f'{s:.3f}')).tolist()
+
+def match_cache(cache: VideoCache, ds) -> tuple:
+    "`(ds, rows)`: the windows of `ds` that have a cached video feature, and each one's cache row (looked up by window id)."
+    if not hasattr(ds, 'index'):                       # a custom loader without a window index: positions must agree
+        if len(ds) != len(cache.feats): raise UsageError(f'video cache {cache.dir} has {len(cache.feats)} rows, the dataset {len(ds)}')
+        return ds, np.arange(len(ds))
+    try: rows = cache.rows_for(window_ids(ds.index))
+    except ValueError as e: raise UsageError(str(e)) from e
+    miss = rows < 0
+    if miss.any():
+        log.info(f'video cache: {miss.sum()} of {len(ds)} windows have no cached video (no video, or past its end): left out')
+        ds, rows = ds.subset(~miss), rows[~miss]
+    return ds, rows
 
 # %% ../nbs/07_pretrain.ipynb #c067
 def _to(batch: dict, device) -> dict:
@@ -246,7 +272,11 @@ class Trainer:
         "Video cache (frozen video encoder), dataset, sampler, steps per epoch and in all."
         a, d = self.a, self.d
         self.cache = self._video_cache()
-        self.ds = EpochSeeded(load_data(a, self.wants_video and self.cache is None, image_size(self.model)), a.seed)
+        base = load_data(a, self.wants_video and self.cache is None, image_size(self.model))
+        if self.cache is not None: base, self.cache_rows = match_cache(self.cache, base)
+        self.norm = getattr(base, 'norm', None)        # the normalisation the data got; saved with every checkpoint
+        if a.rotate and self.norm not in (None, 'physical'): log.warning(f'--rotate with normalize={self.norm!r}: rotations assume the physical scaling')
+        self.ds = EpochSeeded(base, a.seed)
         self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed, with_epoch=True, until=a.epochs,
                                         group=a.accum_steps)
         self.spe = self.sampler.per_epoch // a.batch_size // a.accum_steps  # optimizer steps per epoch
@@ -288,7 +318,7 @@ class Trainer:
         if not self.d.main: return
         from harlib import __version__
         cfg = dict(args=vars(self.a), world_size=self.d.world, device=self.d.device, precision=self.precision,
-                   steps_per_epoch=self.spe, total_steps=self.total, windows=len(self.ds), resumed_at_step=self.step,
+                   steps_per_epoch=self.spe, total_steps=self.total, windows=len(self.ds), resumed_at_step=self.step, normalize=self.norm,
                    model_config=getattr(self.model, 'config', None), harlib=__version__, torch=torch.__version__)
         (self.out / 'config.json').write_text(json.dumps(cfg, indent=1, default=str))
 
@@ -326,7 +356,7 @@ class Trainer:
         "Train from the current (epoch, batch) to the end of the epoch or of the run; True if the epoch ended."
         a, iv = self.a, _interval()
         while self.batch < self.batches_per_epoch and self.step < self.total:
-            t = time.perf_counter(); micro = [self._inputs(next(self.it)) for _ in range(a.accum_steps)]
+            t = time.perf_counter(); micro = [self._inputs(next(self.it), j) for j in range(a.accum_steps)]
             iv['wait'] += time.perf_counter() - t
             lr = self.sched.get_last_lr()[0]; loss, o = self._step(micro)
             self.step += 1; self.batch += a.accum_steps; iv['loss'] += loss; iv['n'] += 1; self.bar.update(1)
@@ -337,9 +367,14 @@ class Trainer:
             if logged: iv = _interval()  # checkpoint time not counted
         return self.batch >= self.batches_per_epoch
 
-    def _inputs(self, b: dict) -> dict:
-        x = dict(imu=b['imu'])
-        if self.cache is not None: x['vfeat'] = self.cache.get(b['pos'].numpy())
+    def _inputs(self, b: dict, j: int = 0) -> dict:
+        "The model inputs of batch `b` (micro-batch `j` of the step): augmented IMU, channel mask, video or cached features."
+        a, imu, mask = self.a, b['imu'], b.get('channel_mask')
+        if a.channel_dropout or a.rotate:              # drawn from (seed, rank, epoch, batch): a resumed run draws the same
+            g = torch.Generator().manual_seed(hash((a.seed, self.d.rank, self.epoch, self.batch + j)) % 2**31)
+            imu, mask = augment(imu, mask, a.channel_dropout, a.rotate, g)
+        x = dict(imu=imu) if mask is None else dict(imu=imu, mask=mask)
+        if self.cache is not None: x['vfeat'] = self.cache.get(self.cache_rows[b['pos'].numpy()])
         elif self.wants_video: x['video'] = b['video']
         return _to(x, self.d.device)
 
@@ -380,10 +415,10 @@ class Trainer:
         if not self.d.main: return
         from harlib.models import save_checkpoint
         extra = dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict(),
-                     step=self.step, epoch=self.epoch, batch=self.batch, rng=rngs, world=self.d.world, args=vars(self.a))
+                     step=self.step, epoch=self.epoch, batch=self.batch, rng=rngs, world=self.d.world, args=vars(self.a),
+                     normalize=self.norm)
         for n in names: save_checkpoint(self.out / 'checkpoints' / n, self.model, **extra)
         log.info(f'step {self.step}: saved {", ".join(names)}')
-
 
 # %% ../nbs/07_pretrain.ipynb #c069
 def main(argv=None) -> int:

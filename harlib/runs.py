@@ -92,10 +92,13 @@ class VideoCache:
     def __init__(self, root, key: str): self.dir = Path(root) / key
     @property
     def exists(self): return (self.dir / 'feats.npy').exists()
-    def create(self, n: int, dim: int, meta: dict = None):
-        "Make the empty arrays (call on one rank, before the others open it)."
+    def create(self, n: int, dim: int, meta: dict = None, keys=None):
+        "Make the empty arrays and the row keys ('<recording>@<start_s>' per row; call on one rank, before the others open it)."
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.exists: return
+        if keys is not None:
+            if len(keys) != n: raise ValueError(f'video cache: {len(keys)} keys for {n} rows')
+            np.save(self.dir / 'keys.npy', np.asarray(keys, dtype=str))
         np.lib.format.open_memmap(self.dir / 'done.npy', 'w+', np.bool_, (n,)).flush()
         np.lib.format.open_memmap(self.dir / 'feats.tmp.npy', 'w+', np.float32, (n, dim)).flush()
         (self.dir / 'meta.json').write_text(json.dumps(dict(meta or {}, rows=n, dim=dim), indent=1, default=str))
@@ -109,3 +112,12 @@ class VideoCache:
         pos = np.asarray(pos); self.feats[pos] = np.asarray(feats, dtype=np.float32); self.feats.flush()
         self.done[pos] = True; self.done.flush()
     def get(self, pos) -> torch.Tensor: return torch.from_numpy(np.ascontiguousarray(self.feats[np.asarray(pos)]))
+    def rows_for(self, keys) -> np.ndarray:
+        "The cache row of each window key (-1: not in the cache); ValueError for a cache without keys or sharing none."
+        f = self.dir / 'keys.npy'
+        if not f.exists(): raise ValueError(f'video cache {self.dir} has no window keys (an older harlib wrote it): delete it or give another --video_cache')
+        have = {k: i for i, k in enumerate(np.load(f).tolist())}
+        rows = np.array([have.get(k, -1) for k in keys], np.int64)
+        if len(rows) and (rows < 0).all(): raise ValueError(f'video cache {self.dir} does not match this dataset: none of its '
+                                                            f'{len(have)} windows is among the {len(rows)} asked for, e.g. {list(keys)[:2]}')
+        return rows
