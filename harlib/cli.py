@@ -13,6 +13,7 @@ COMMANDS = {  # subcommand -> (module:function, one-line help)
     'synth':      ('harlib.synthetic:main',  'write synthetic paired IMU-video data in a real dataset layout'),
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
     'downstream': ('harlib.downstream:main', 'few-shot probing / fine-tuning / zero-shot evaluation'),
+    'embed':      ('harlib.embed:main',      'write one row per window with its embedding (parquet), optionally a UMAP map'),
     'study':      ('harlib.study:main',      'run a whole study (quickstart, smoke) through papermill notebooks'),
     'docs':       ('harlib.docs:main',       'build the static HTML docs site offline from the notebooks'),
 }

@@ -14,7 +14,7 @@ from .losses import loss_init
 # %% auto #0
 __all__ = ['KINDS', 'FORMAT', 'FORMAT_VERSION', 'ProjectionHead', 'model_config', 'CrossModalModel', 'IMUMAE', 'Classifier',
            'IMUSide', 'build_model_from_config', 'build_model', 'unwrap', 'plain_state_dict', 'save_checkpoint',
-           'read_checkpoint', 'load_checkpoint']
+           'read_checkpoint', 'load_checkpoint', 'checkpoint_normalize']
 
 # %% ../nbs/06_models.ipynb #c006
 class ProjectionHead(nn.Module):
@@ -265,3 +265,9 @@ def load_checkpoint(path, trusted: bool = False) -> tuple[nn.Module, dict]:
         raise ValueError(f'checkpoint {path} does not match its config (harlib {ck.get("harlib_version")}): '
                          f'missing {res.missing_keys[:3]}, unexpected {res.unexpected_keys[:3]}')
     return model, ck
+
+def checkpoint_normalize(ck):
+    "The data normalisation a pretraining checkpoint (dict or path) was trained with, for its targets to use the same; None if unknown."
+    ck = ck if isinstance(ck, dict) else read_checkpoint(ck)
+    if 'normalize' in ck: return ck['normalize']
+    return 'recording' if 'step' in ck else None   # pretraining checkpoints from before harlib saved it: per-recording z-score
