@@ -171,7 +171,8 @@ def get_model(a):
     if not a.checkpoint:
         torch.manual_seed(a.seed); return build_model(MODELS[a.model], a.preset), 'random-init'
     try: model, ck = load_checkpoint(a.checkpoint)
-    except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from e
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(f'{e}; give --checkpoint a file harlib pretrain wrote (runs/<name>/checkpoints/last.pt)') from e
     kind = model.config.get('kind')
     if kind in MODELS.values() and kind != MODELS[a.model]:
         raise UsageError(f'checkpoint {a.checkpoint} holds a {kind!r} model but --model {a.model} means {MODELS[a.model]!r}')

@@ -16,7 +16,7 @@ from .cli import Parser, run as run_command
 from .distributed import (Dist, setup_dist, teardown_dist, barrier, gather_objects, mean_over_ranks, seed_all,
                                 rng_state, set_rng_state, ResumableSampler, EpochSeeded)
 from .steps import amp_context, pick_precision, contrastive_step, mae_step
-from .runs import prepare_run, unprepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
+from .runs import prepare_run, run_snapshot, unprepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
 
 # %% ../nbs/07_pretrain.ipynb #c005
 log = logging.getLogger('harlib.pretrain')
@@ -213,7 +213,7 @@ class Trainer:
     "One pretraining run on this rank: set up in `__init__`, train with `fit()` (see the named steps below)."
     def __init__(self, a, d: Dist):
         self.a, self.d = a, d
-        before = sorted(p.name for p in Path(a.out).iterdir()) if Path(a.out).is_dir() else None
+        before = run_snapshot(a.out)
         self.out = prepare_run(a, d); setup_logging(self.out, d)
         try:
             ck = self._read_checkpoint()

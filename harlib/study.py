@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['ZS_METRICS', 'METHODS', 'ABLATIONS', 'TARGETS', 'PLANS', 'TOLERANCE', 'PLANS_HELP', 'fewshot_table', 'zeroshot_table',
-           'ablation_table', 'markdown_table', 'plot_fewshot', 'workbook_root', 'execute', 'make_data', 'Study',
-           'compare_results', 'reference_report', 'main']
+           'ablation_table', 'markdown_table', 'plot_fewshot', 'workbook_root', 'kernel_manager', 'execute',
+           'make_data', 'Study', 'compare_results', 'reference_report', 'main']
 
 # %% ../nbs/09_study.ipynb #c003
 import argparse, json, math, os, pathlib, shutil, sys, time
@@ -133,13 +133,23 @@ def workbook_root() -> pathlib.Path:
     return root
 
 # %% ../nbs/09_study.ipynb #c026
+def kernel_manager():
+    "The kernels' manager: CurveZMQ-encrypted sockets where zmq has them (ipykernel >= 7 warns about plain TCP otherwise)."
+    import zmq
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+    class _Encrypted(AsyncKernelManager):
+        @default('transport_encryption')
+        def _encrypt(self): return 'auto'   # the python3 kernelspec declares curve support
+    return _Encrypted if zmq.has('curve') else AsyncKernelManager
+
 def execute(nb, dst, params: dict, log=print) -> pathlib.Path:
     "Run notebook `nb` with papermill into `dst` with `params`; a failing cell raises, naming the notebook."
     import papermill as pm
     dst = pathlib.Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
     log(f'[study] {pathlib.Path(nb).name} -> {dst}')
     try: pm.execute_notebook(str(nb), str(dst), parameters=params, cwd=str(workbook_root()), kernel_name='python3',
-                             progress_bar=False, log_output=False, request_save_on_cell_execute=True)
+                             progress_bar=False, log_output=False, request_save_on_cell_execute=True, kernel_manager_class=kernel_manager())
     except pm.PapermillExecutionError as e:
         raise RuntimeError(f'{dst} failed in cell {e.exec_count}: {e.ename}: {e.evalue}') from None
     return _portable(dst)
