@@ -69,7 +69,7 @@ def usage() -> str:
 # %% ../nbs/11_cli.ipynb #c006
 def resolve(name: str):
     "The `main` function behind subcommand `name`."
-    if name not in COMMANDS: raise KeyError(f'harlib: unknown command {name!r}')
+    if name not in COMMANDS: raise KeyError(f'harlib: unknown command {name!r}; choose from {", ".join(COMMANDS)} (see harlib --help)')
     mod, fn = COMMANDS[name][0].split(':')
     return getattr(importlib.import_module(mod), fn)
 
@@ -81,5 +81,5 @@ def main(argv=None) -> int:
         print(usage()); return 0
     try: fn = resolve(argv[0])
     except KeyError as e:
-        print(e.args[0], usage(), sep='\n\n', file=sys.stderr); return 2
+        print(e.args[0], file=sys.stderr); return 2
     return run(f'harlib {argv[0]}', fn, argv[1:])

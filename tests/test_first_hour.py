@@ -53,9 +53,11 @@ def test_synth_keeps_the_old_flag_spelling_hidden(tmp_path):
     assert '--video_minutes' in out and '--video-minutes' not in out
     assert _parser('synth').parse_known_args(['--out', 'x', '--video-minutes', '2'])[0].video_minutes == 2
 
-def test_top_level_help():
+def test_top_level_help_and_an_unknown_command():
     rc, out, _ = _call('--help', [])
     assert rc == 0 and all(c in out for c in cli.COMMANDS) and '--debug' in out
+    rc, _, err = _call('pretrian', [])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and 'pretrain' in err and 'downstream' in err
 
 def test_unknown_dataset_lists_every_accepted_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
