@@ -6,8 +6,6 @@ from harlib import cli
 from harlib.cli import Parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MAINS = {'pretrain': 'harlib.pretrain', 'downstream': 'harlib.downstream', 'synth': 'harlib.synthetic',
-         'bench': 'harlib.bench', 'study': 'harlib.study', 'docs': 'harlib.docs'}
 
 def _call(cmd, argv):
     "(status, stdout, stderr) of `harlib cmd argv` in this process (--help's SystemExit(0) as status 0)."
@@ -29,7 +27,7 @@ def _parser(cmd) -> Parser:
     finally: Parser.parse_args = orig
     raise AssertionError(f'{cmd} built no harlib.cli.Parser')
 
-@pytest.mark.parametrize('cmd', list(MAINS))
+@pytest.mark.parametrize('cmd', list(cli.COMMANDS))   # every command, those added later included: each builds a harlib.cli.Parser
 def test_help_one_default_per_option_and_a_sentence_for_every_flag(cmd):
     rc, out, _ = _call(cmd, ['--help'])
     assert rc == 0 and '(default: None)' not in out and 'usage: harlib' in out
