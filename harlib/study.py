@@ -283,11 +283,12 @@ def reference_report(run_dir, ref_dir, metric='balanced_accuracy', tol=TOLERANCE
                       f'[study] differs from the reference: {bad} of {len(t)} cells beyond ±{pts} or missing'])
 
 # %% ../nbs/09_study.ipynb #c033
-PLANS_HELP = '''plans:
+PLANS_HELP = f'''plans:
   quickstart  the paper-style study on synthetic data: 6 pretrained methods, 3 targets (~30 min on 2 CPU cores)
   smoke       the same pipeline at toy size, for tests (a few minutes)
-When the study ends it prints its few-shot table beside the committed reference run's (runs/reference/<plan>)
-and says whether they match within the tolerance.'''
+When the study ends it prints its table (balanced accuracy, mean over repeats, per method, target, mode and
+shots) beside the reference run's (runs/reference/<plan>) and says whether every cell lies within
+{100 * TOLERANCE:.0f} points of it.'''
 
 def _main(argv) -> int:
     ap = Parser('harlib study', epilog=PLANS_HELP,
