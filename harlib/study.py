@@ -134,14 +134,17 @@ def workbook_root() -> pathlib.Path:
 
 # %% ../nbs/09_study.ipynb #c026
 def kernel_manager():
-    "The kernels' manager: CurveZMQ-encrypted sockets where zmq has them (ipykernel >= 7 warns about plain TCP otherwise)."
+    """The kernels' manager, quiet in a study's log: CurveZMQ-encrypted sockets where zmq has them (ipykernel >= 7 warns
+    about plain TCP otherwise), and no SIGINT before the shutdown request (the kernel may log 'KeyboardInterrupt caught')."""
     import zmq
     from jupyter_client import AsyncKernelManager
     from traitlets import default
-    class _Encrypted(AsyncKernelManager):
+    class _Quiet(AsyncKernelManager):
         @default('transport_encryption')
-        def _encrypt(self): return 'auto'   # the python3 kernelspec declares curve support
-    return _Encrypted if zmq.has('curve') else AsyncKernelManager
+        def _encrypt(self): return 'auto' if zmq.has('curve') else 'disabled'   # the python3 kernelspec declares curve
+        async def _async_interrupt_kernel(self):
+            if not self.shutting_down: await super()._async_interrupt_kernel()
+    return _Quiet
 
 def execute(nb, dst, params: dict, log=print) -> pathlib.Path:
     "Run notebook `nb` with papermill into `dst` with `params`; a failing cell raises, naming the notebook."

@@ -134,5 +134,6 @@ def test_study_kernels_start_without_warnings_and_show_progress_bars(tmp_path, c
     out = execute(tmp_path / 'a.ipynb', tmp_path / 'b.ipynb', dict(x=2), log=lambda *a: None)
     err = capfd.readouterr().err
     assert 'without encryption' not in err and 'Unable to parse' not in err and 'unknown parameter' not in err, err
+    assert 'KeyboardInterrupt' not in err and 'WARNING' not in err and 'ERROR' not in err, err
     text = json.dumps(json.loads(out.read_text())['cells'][-1]['outputs'])
     assert 'IProgress not found' not in text and '2\\n' in text and 'widget-view' in text
