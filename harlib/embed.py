@@ -10,11 +10,12 @@ import argparse, builtins, json, sys
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from .constants import UsageError, dataset_name
+from .cli import Parser, run as run_command
 
 # %% ../nbs/08b_embed.ipynb #e005
-def make_parser() -> argparse.ArgumentParser:
+def make_parser() -> Parser:
     "The `harlib embed` argument parser."
-    p = argparse.ArgumentParser(prog='harlib embed', description='Embed every window of a dataset with a pretrained checkpoint.')
+    p = Parser('harlib embed', description='Embed every window of a dataset with a pretrained checkpoint.')
     g = p.add_argument
     g('--checkpoint', required=True, help='The harlib checkpoint whose IMU encoder embeds the windows.')
     g('--dataset', default='folder', help='The dataset to embed: a registered name such as folder, mmea or pd.')
@@ -93,11 +94,10 @@ def run(a) -> pd.DataFrame:
     return table
 
 def main(argv=None) -> int:
-    "`harlib embed`."
-    try: run(make_parser().parse_args(argv))
-    except UsageError as e:
-        print(f'harlib embed: {e}', file=sys.stderr); return 2
-    return 0
+    "`harlib embed` (a mistake: one line, status 2)."
+    return run_command('harlib embed', _main, argv)
+
+def _main(argv) -> int: run(make_parser().parse_args(argv)); return 0
 
 # %% ../nbs/08b_embed.ipynb #e016
 #| eval: false

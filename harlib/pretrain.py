@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from torch.utils.data import DataLoader
 from .constants import MODELS, UsageError, dataset_name, default_loss
+from .cli import Parser, run as run_command
 from .distributed import (Dist, setup_dist, teardown_dist, barrier, gather_objects, mean_over_ranks, seed_all,
                                 rng_state, set_rng_state, ResumableSampler, EpochSeeded)
 from .steps import amp_context, pick_precision, contrastive_step, mae_step
-from .runs import prepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
+from .runs import prepare_run, run_snapshot, unprepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
 from .augment import augment
 
 # %% ../nbs/07_pretrain.ipynb #c005
@@ -34,10 +35,10 @@ def _flags(p):
     g('--loss', default=None, choices=['sigmoid', 'softmax', 'imu2clip'], help='contrastive loss (default: the model\'s own)')
     g('--batch_size', type=int, default=32, help='windows per process and micro-batch')
     g('--accum_steps', type=int, default=1, help='micro-batches per optimizer step; every negative kept (see below)')
-    g('--epochs', type=int, default=25)
+    g('--epochs', type=int, default=25, help='passes over the pretraining windows')
     g('--max_steps', type=int, default=0, help='stop after this many optimizer steps (0: run all epochs)')
     g('--lr', type=float, default=1e-4, help='peak AdamW learning rate')
-    g('--weight_decay', type=float, default=0.01)
+    g('--weight_decay', type=float, default=0.01, help='AdamW weight decay (not on biases and norms)')
     g('--warmup', type=float, default=0.05, help='linear warmup: a fraction of all steps if < 1, else a step count')
     g('--clip_grad', type=float, default=1.0, help='gradient-norm clipping (0: off)')
     g('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='auto: bf16 (or fp16) on CUDA, fp32 on CPU')
@@ -60,7 +61,7 @@ def _flags(p):
     g('--rotate', action='store_true',
       help='Turn every training window by a random 3-D rotation, the same for the accelerometer and the gyroscope, '
            'for devices worn at other orientations.')
-    g('--seed', type=int, default=0)
+    g('--seed', type=int, default=0, help='random seed of the model, the sampler and the data (rank r uses seed + r)')
     g('--device', default='auto', help="auto, cpu or cuda")
     g('--threads', type=int, default=0, help='torch CPU threads per process (0: torch default; torchrun sets 1 when N > 1)')
     g('--no_progress', action='store_true', help='no tqdm bar')
@@ -69,7 +70,7 @@ def _flags(p):
 
 def make_parser() -> argparse.ArgumentParser:
     "The `harlib pretrain` argument parser."
-    p = argparse.ArgumentParser(prog='harlib pretrain', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = Parser('harlib pretrain',
         description='Pretrain an IMU encoder against video (or alone). Several processes: torchrun --nproc_per_node=N -m harlib.pretrain ...')
     return _flags(p)
 
@@ -140,7 +141,11 @@ def load_data(a, with_video: bool, image_size=None):
     opts = data_opts(a)
     if with_video: opts.setdefault('num_frames', a.clip_len)
     if with_video and image_size and ':' not in a.dataset: opts.setdefault('size', int(image_size))
-    return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
+    try: return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
+    except (FileNotFoundError, ValueError, KeyError) as e:   # a missing or wrong data root, an unknown dataset or option
+        m = str(e)   # 'unknown dataset/option' messages list the choices; the others are about the data root
+        raise UsageError(m if 'unknown' in m else f'--dataset {a.dataset} --data_root {a.data_root}: {m}; '
+                         'give --data_root the folder that holds this dataset') from e
 
 def build(a) -> nn.Module:
     "The model of `--model` at `--preset` (the loss sets its logit scale/bias init; --freeze_video; --video_weights; encoder ablations)."
@@ -234,11 +239,16 @@ class Trainer:
     "One pretraining run on this rank: set up in `__init__`, train with `fit()` (see the named steps below)."
     def __init__(self, a, d: Dist):
         self.a, self.d = a, d
+        before = run_snapshot(a.out)
         self.out = prepare_run(a, d); setup_logging(self.out, d)
-        ck = self._read_checkpoint()
-        self._build_model()
-        self._build_data()
-        self._build_optimizer()
+        try:
+            ck = self._read_checkpoint()
+            self._build_model()
+            self._build_data()
+            self._build_optimizer()
+        except UsageError:   # a user's mistake (e.g. a wrong data root) leaves nothing behind
+            if d.main: unprepare_run(self.out, before)
+            raise
         self.step, self.epoch, self.batch, self.rng = 0, 0, 0, None
         if ck: self._restore(ck)
         self._write_config()
@@ -421,16 +431,16 @@ class Trainer:
         log.info(f'step {self.step}: saved {", ".join(names)}')
 
 # %% ../nbs/07_pretrain.ipynb #c069
-def main(argv=None) -> int:
-    "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain`."
-    try:
-        a = parse_args(argv); d = setup_dist(a.device)
-        if a.threads: torch.set_num_threads(a.threads)
-        try: Trainer(a, d).fit()
-        finally: teardown_dist()
-    except UsageError as e:
-        print(f'harlib pretrain: {e}', file=sys.stderr); return 2
+def _main(argv) -> int:
+    a = parse_args(argv); d = setup_dist(a.device)
+    if a.threads: torch.set_num_threads(a.threads)
+    try: Trainer(a, d).fit()
+    finally: teardown_dist()
     return 0
+
+def main(argv=None) -> int:
+    "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain` (a mistake: one line, status 2)."
+    return run_command('harlib pretrain', _main, argv)
 
 # %% ../nbs/07_pretrain.ipynb #c070
 if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())
