@@ -8,6 +8,8 @@ __all__ = ['SECTIONS', 'PAGE', 'CSS', 'readme_text', 'render_body', 'page_name',
 
 # %% ../nbs/12_docs.ipynb #c004
 import argparse, json, pathlib, re, sys
+from .cli import Parser, run as run_command
+from .constants import UsageError
 
 def _directives(src: str) -> set:
     "The nbdev `#| ...` directives at the top of a cell's source."
@@ -113,7 +115,7 @@ def page_name(nb_name: str) -> str:
     return re.sub(r'^\d+[a-z]?_', '', pathlib.Path(nb_name).stem) + '.html'
 
 # %% ../nbs/12_docs.ipynb #c014
-def site_pages(root, study='runs/quickstart'):
+def site_pages(root, study='runs/reference/quickstart'):
     "(source notebook, page path, section, executed) for every page of the site."
     root = pathlib.Path(root); pages = []
     for nb in sorted((root / 'nbs').rglob('*.ipynb')):
@@ -147,7 +149,7 @@ def _process_library(root):
     finally: os.chdir(cwd); shutil.rmtree(src, ignore_errors=True)
 
 # %% ../nbs/12_docs.ipynb #c017
-def build_site(root='.', out='_site', study='runs/quickstart', process=True) -> pathlib.Path:
+def build_site(root='.', out='_site', study='runs/reference/quickstart', process=True) -> pathlib.Path:
     "Build the static docs site from the notebooks into `out` (relative to `root`); returns its path."
     root = pathlib.Path(root).resolve(); out = root / out
     if process: _process_library(root)
@@ -262,15 +264,19 @@ def browser_check(site, pages, timeout=30) -> dict:
 # %% ../nbs/12_docs.ipynb #c026
 def main(argv=None) -> int:
     "`harlib docs --readme | --site`: write README.md, or build the offline docs site."
-    p = argparse.ArgumentParser(prog='harlib docs', description='Generate README.md (and the docs site) from the notebooks.')
+    return run_command('harlib docs', _main, argv)
+
+def _main(argv) -> int:
+    p = Parser('harlib docs', description='Generate README.md (and the docs site) from the notebooks.')
     p.add_argument('--readme', action='store_true', help='write README.md from nbs/index.ipynb')
     p.add_argument('--site', action='store_true', help='build the static HTML docs site')
     p.add_argument('--out', default='_site', help='where the site goes (relative to --root)')
-    p.add_argument('--study', default='runs/quickstart', help='run directory whose executed analysis notebooks the site shows')
+    p.add_argument('--study', default='runs/reference/quickstart', help='run directory whose executed analysis notebooks the site shows')
     p.add_argument('--root', default='.', help='repository root')
     p.add_argument('--check', action='store_true', help='after --site: open the home page in headless Chromium and report')
     a = p.parse_args(argv)
     root = pathlib.Path(a.root)
+    if not (root / 'nbs').is_dir(): raise UsageError(f'{root.resolve()} has no nbs/ folder; run harlib docs in the workbook checkout or give --root')
     if a.readme:
         (root / 'README.md').write_text(readme_text(root / 'nbs' / 'index.ipynb')); print('wrote', root / 'README.md')
     if a.site:

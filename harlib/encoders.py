@@ -12,8 +12,9 @@ from transformers import (PatchTSTConfig, PatchTSTModel, VideoMAEConfig, VideoMA
 
 # %% auto #0
 __all__ = ['PRESETS', 'IMU_ENCODERS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CLIP_MEAN', 'CLIP_STD', 'VIDEO_ENCODERS',
-           'pad_to_patches', 'PatchTSTEncoder', 'CNNGRUEncoder', 'ResNet1DEncoder', 'build_imu_encoder',
-           'prepare_frames', 'pick_frames', 'load_local', 'VideoMAEEncoder', 'CLIPFrameEncoder', 'build_video_encoder']
+           'pad_to_patches', 'channel_mask', 'apply_mask', 'PatchTSTEncoder', 'CNNGRUEncoder', 'ResNet1DEncoder',
+           'build_imu_encoder', 'prepare_frames', 'pick_frames', 'load_local', 'VideoMAEEncoder', 'CLIPFrameEncoder',
+           'build_video_encoder']
 
 # %% ../nbs/04_encoders.ipynb #c006
 PRESETS = {
@@ -50,6 +51,19 @@ def _check_imu(x, window, channels, who):
     if x.ndim != 3 or tuple(x.shape[1:]) != (window, channels):
         raise ValueError(f'{who} expects IMU windows [B, {window}, {channels}], got {list(x.shape)}')
 
+def channel_mask(mask, x) -> torch.Tensor | None:
+    "`mask` ([B, C] or [C] bool/0-1, True = measured) as a float [B, C] tensor on `x`'s device; None when `mask` is None."
+    if mask is None: return None
+    m = torch.as_tensor(mask, device=x.device).to(x.dtype)
+    m = m.expand(x.shape[0], -1) if m.ndim == 1 else m
+    if tuple(m.shape) != (x.shape[0], x.shape[2]): raise ValueError(f'channel mask must be [B, {x.shape[2]}], got {list(m.shape)}')
+    return m
+
+def apply_mask(x, mask) -> torch.Tensor:
+    "`x` [B, T, C] with the missing channels of `mask` set to exactly zero (x itself when `mask` is None)."
+    m = channel_mask(mask, x)
+    return x if m is None else x * m[:, None, :]
+
 # %% ../nbs/04_encoders.ipynb #c012
 class PatchTSTEncoder(nn.Module):
     "Channel-independent PatchTST; features = per-channel CLS tokens flattened (`channels * d_model`)."
@@ -77,12 +91,15 @@ class PatchTSTEncoder(nn.Module):
         obs = F.pad(torch.ones_like(x), (0, 0, 0, n))
         return torch.cat([x, x[:, -1:].expand(-1, n, -1)], 1), obs
 
-    def tokens(self, x):
-        "Encoder output [B, C, 1 + num_patches, d_model] (CLS first)."
+    def tokens(self, x, mask=None):
+        "Encoder output [B, C, 1 + num_patches, d_model] (CLS first); missing channels of `mask` enter as zeros."
         xp, obs = self.pad(x)
-        return self.model(past_values=xp, past_observed_mask=obs).last_hidden_state
+        return self.model(past_values=apply_mask(xp, mask), past_observed_mask=obs).last_hidden_state
 
-    def forward(self, x): return self.tokens(x)[:, :, 0].flatten(1)
+    def forward(self, x, mask=None):
+        f = self.tokens(x, mask)[:, :, 0]                  # [B, C, d_model]
+        m = channel_mask(mask, x)
+        return (f if m is None else f * m[:, :, None]).flatten(1)
 
 # %% ../nbs/04_encoders.ipynb #c020
 def _conv_pool(cin, cout, k): return nn.Sequential(nn.Conv1d(cin, cout, k, dilation=2, bias=False), nn.MaxPool1d(3))
@@ -96,9 +113,9 @@ class CNNGRUEncoder(nn.Module):
             _conv_pool(conv_dim, conv_dim, 5), _conv_pool(conv_dim, conv_dim, 5), nn.GroupNorm(4, conv_dim))
         self.gru = nn.GRU(conv_dim, hidden, batch_first=True)
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         _check_imu(x, self.window, self.channels, 'CNNGRUEncoder')
-        _, h = self.gru(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        _, h = self.gru(self.conv(apply_mask(x, mask).transpose(1, 2)).transpose(1, 2))
         return h[-1]
 
 # %% ../nbs/04_encoders.ipynb #c023
@@ -121,9 +138,9 @@ class ResNet1DEncoder(nn.Module):
         self.stages = nn.Sequential(*[_ResBlock(ws[max(i - 1, 0)], w, 1 if i == 0 else 2) for i, w in enumerate(ws)])
         self.feature_dim = ws[-1]
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         _check_imu(x, self.window, self.channels, 'ResNet1DEncoder')
-        return self.stages(self.stem(x.transpose(1, 2))).mean(-1)
+        return self.stages(self.stem(apply_mask(x, mask).transpose(1, 2))).mean(-1)
 
 # %% ../nbs/04_encoders.ipynb #c025
 IMU_ENCODERS = {'patchtst': PatchTSTEncoder, 'cnn_gru': CNNGRUEncoder, 'resnet': ResNet1DEncoder}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .datasets.splits import LeakError, check_disjoint
+from .constants import UsageError
 
 # %% ../nbs/08b_evaluate_splits.ipynb #ae775306
 def test_folds(y, groups, repeats:int=5, test_per_class:int=20, seed:int=0, max_test_frac:float=0.5) -> list:
@@ -140,12 +141,17 @@ def audit(run_dir) -> dict:
     return {str(f): audit_splits(json.loads(f.read_text())) for f in files}
 
 def main(argv=None) -> int:
-    "`harlib audit RUN_DIR`: exit 0 when every splits.json under RUN_DIR passes, 1 on a leak or repeated draw, 2 when there is none."
-    ap = argparse.ArgumentParser(prog='harlib audit', description='Recompute, from each splits.json alone, that train and test share '
+    "`harlib audit RUN_DIR`: exit 0 when every splits.json under RUN_DIR passes, 1 on a leak or repeated draw, 2 when there is none (or a usage mistake)."
+    from harlib.cli import run
+    return run('harlib audit', _main, argv)
+
+def _main(argv) -> int:
+    from harlib.cli import Parser
+    ap = Parser('harlib audit', description='Recompute, from each splits.json alone, that train and test share '
                                  'no group and that repeats draw different training sets.')
     ap.add_argument('run_dir', help='A run or study folder (searched recursively for splits.json) or one splits.json file.')
     res = audit(ap.parse_args(argv).run_dir)
-    if not res: print('harlib audit: no splits.json found', file=sys.stderr); return 2
+    if not res: raise UsageError(f'no splits.json under {argv[0] if argv else "RUN_DIR"}: give a run or study folder that holds evaluations')
     for f, probs in res.items():
         n = len(json.loads(Path(f).read_text()).get('splits', []))
         print(f"{'FAIL' if probs else 'ok  '} {f} ({n} splits)" + ''.join(f'\n     {p}' for p in probs[:20]))

@@ -11,11 +11,11 @@ import numpy as np
 from scipy import integrate, ndimage, signal
 
 # %% auto #0
-__all__ = ['CHANNELS', 'RATE', 'WINDOW', 'G', 'MAX_GAP_S', 'MAX_NAN_S', 'ACC_UNITS', 'GYRO_UNITS', 'SPECS', 'BadRecording',
-           'convert', 'si_scales', 'counts_to_si', 'SensorSpec', 'check_channels', 'fill_nonfinite', 'resample_uniform',
-           'resample_irregular', 'median_filter', 'zscore', 'integrate_gyro', 'pad_crop', 'n_windows',
-           'sliding_windows', 'window_starts', 'window_seconds', 'seconds_to_start', 'Recording', 'to_canonical',
-           'preprocess']
+__all__ = ['CHANNELS', 'RATE', 'WINDOW', 'G', 'MAX_GAP_S', 'MAX_NAN_S', 'ACC_UNITS', 'GYRO_UNITS', 'SPECS', 'TIME_UNITS',
+           'PHYSICAL', 'BadRecording', 'convert', 'si_scales', 'counts_to_si', 'SensorSpec', 'check_channels',
+           'fill_nonfinite', 'resample_uniform', 'timestamps_ms', 'resample_irregular', 'median_filter', 'zscore',
+           'integrate_gyro', 'pad_crop', 'n_windows', 'sliding_windows', 'window_starts', 'window_seconds',
+           'seconds_to_start', 'Recording', 'to_canonical', 'physical_scale', 'preprocess']
 
 # %% ../nbs/00_imu.ipynb #c005
 CHANNELS = ['acc_x', 'acc_y', 'acc_z', 'gyro_x', 'gyro_y', 'gyro_z']  # canonical channel order
@@ -34,7 +34,7 @@ class BadRecording(ValueError):
     def __reduce__(self): return (BadRecording, (self.name, self.problem))  # picklable (DataLoader workers)
 
 # %% ../nbs/00_imu.ipynb #c011
-ACC_UNITS = {'m/s2': 1.0, 'g': G}  # factor to m/s^2
+ACC_UNITS = {'m/s2': 1.0, 'g': G, 'mg': G / 1000}  # factor to m/s^2
 GYRO_UNITS = {'rad/s': 1.0, 'deg/s': math.pi / 180}  # factor to rad/s
 
 def convert(x, src: str, dst: str) -> np.ndarray:
@@ -58,8 +58,8 @@ def counts_to_si(x, acc_lsb: float, gyro_lsb: float) -> np.ndarray:
 class SensorSpec:
     "How a sensor records: enough to map its samples to the canonical layout (see `to_canonical`)."
     rate: float  # native sample rate in Hz (nominal when timestamps are given)
-    acc_unit: str = 'm/s2'  # 'm/s2', 'g' or 'counts'
-    gyro_unit: str = 'rad/s'  # 'rad/s', 'deg/s' or 'counts'
+    acc_unit: str = 'm/s2'  # 'm/s2', 'g', 'mg' or 'counts'
+    gyro_unit: str = 'rad/s'  # 'rad/s', 'deg/s', 'counts' or 'none' (no gyroscope: 3 input columns)
     acc_lsb: float | None = None  # counts per g, when acc_unit == 'counts'
     gyro_lsb: float | None = None  # counts per deg/s, when gyro_unit == 'counts'
     order: tuple = (0, 1, 2, 3, 4, 5)  # input column holding each canonical channel
@@ -70,9 +70,15 @@ class SensorSpec:
         bad = _spec_problems(self)
         if bad: raise ValueError(f'bad SensorSpec: {"; ".join(bad)}')
 
+    @property
+    def channels(self) -> int: return 3 if self.gyro_unit == 'none' else 6  # input columns
+
+    def columns(self) -> list: return list(self.order[:self.channels])  # input column of each canonical channel present
+
     def scales(self) -> np.ndarray:
-        "Six factors (signs included) taking reordered input columns to SI."
+        "Factors (signs included) taking reordered input columns to SI: six, or three without a gyroscope."
         acc = G / self.acc_lsb if self.acc_unit == 'counts' else ACC_UNITS[self.acc_unit]
+        if self.channels == 3: return np.repeat([acc], 3) * np.asarray(self.signs[:3], np.float64)
         gyro = math.pi / 180 / self.gyro_lsb if self.gyro_unit == 'counts' else GYRO_UNITS[self.gyro_unit]
         return np.repeat([acc, gyro], 3) * np.asarray(self.signs, np.float64)
 
@@ -81,12 +87,14 @@ def _spec_problems(s: SensorSpec) -> list:
     "What is wrong with a SensorSpec (empty when nothing)."
     bad = []
     if not s.rate > 0: bad.append(f'rate must be > 0, got {s.rate}')
-    if s.acc_unit not in (*ACC_UNITS, 'counts'): bad.append(f'unknown acc_unit {s.acc_unit!r}')
-    if s.gyro_unit not in (*GYRO_UNITS, 'counts'): bad.append(f'unknown gyro_unit {s.gyro_unit!r}')
+    if s.acc_unit not in (*ACC_UNITS, 'counts'): bad.append(f'unknown acc_unit {s.acc_unit!r}; use one of {[*ACC_UNITS, "counts"]}')
+    if s.gyro_unit not in (*GYRO_UNITS, 'counts', 'none'): bad.append(f'unknown gyro_unit {s.gyro_unit!r}; use one of {[*GYRO_UNITS, "counts", "none"]}')
     if s.acc_unit == 'counts' and not s.acc_lsb: bad.append('acc_unit counts needs acc_lsb (LSB/g)')
     if s.gyro_unit == 'counts' and not s.gyro_lsb: bad.append('gyro_unit counts needs gyro_lsb (LSB/(deg/s))')
-    if sorted(s.order) != list(range(6)): bad.append(f'order must be a permutation of 0..5, got {s.order}')
-    if len(s.signs) != 6 or any(v not in (1, -1) for v in s.signs): bad.append(f'signs must be six +1/-1, got {s.signs}')
+    n = 3 if s.gyro_unit == 'none' else 6
+    if len(s.order) not in (n, 6) or sorted(s.order[:n]) != list(range(n)):
+        bad.append(f'order must be a permutation of 0..{n - 1}, got {s.order}')
+    if len(s.signs) not in (n, 6) or any(v not in (1, -1) for v in s.signs): bad.append(f'signs must be {n} (or six) +1/-1, got {s.signs}')
     return bad
 
 # %% ../nbs/00_imu.ipynb #c022
@@ -146,6 +154,20 @@ def _check_times(t_ms, n: int, name: str) -> np.ndarray:
     if len(back): raise BadRecording(name, f'timestamps are not monotonic: they go back at sample {back[0] + 1} '
                                            f'({t[back[0]]:g} ms -> {t[back[0] + 1]:g} ms), {len(back)} place(s)')
     return t / 1000
+
+# %% ../nbs/00_imu.ipynb #c035a
+TIME_UNITS = {'s': 1000.0, 'ms': 1.0, 'us': 1e-3, 'ns': 1e-6}  # factor to ms; and 'datetime' (ISO strings)
+
+def timestamps_ms(values, unit: str = 'ms', name: str = 'recording') -> np.ndarray:
+    "Timestamps in `unit` ('s', 'ms', 'us', 'ns', or 'datetime' for ISO strings, counted from the first) as float64 ms."
+    if unit == 'datetime':
+        import pandas as pd
+        t = pd.to_datetime(pd.Series(np.asarray(values)).astype(str), errors='coerce', format='ISO8601')
+        if t.isna().any(): raise BadRecording(name, f'unparsable date-time {str(np.asarray(values)[int(t.isna().to_numpy().argmax())])!r} '
+                                                   f'in row {int(t.isna().to_numpy().argmax()) + 1}')
+        return (t - t.iloc[0]).dt.total_seconds().to_numpy() * 1000
+    if unit not in TIME_UNITS: raise ValueError(f'unknown time_unit {unit!r}; use one of {[*TIME_UNITS, "datetime"]}')
+    return np.asarray(values, np.float64) * TIME_UNITS[unit]
 
 # %% ../nbs/00_imu.ipynb #c036
 def resample_irregular(t_ms, x, rate_out: float = RATE, max_gap_s: float = MAX_GAP_S, name: str = 'recording') -> tuple:
@@ -230,13 +252,15 @@ def seconds_to_start(start_s, rate: float = RATE, t0_s: float = 0.0) -> np.ndarr
 @dataclass
 class Recording:
     "One recording in the canonical layout (see `to_canonical`)."
-    x: np.ndarray  # [T, 6] float32: acc m/s^2, gyro rad/s, channels CHANNELS
+    x: np.ndarray  # [T, 6] float32: acc m/s^2, gyro rad/s, channels CHANNELS (a missing channel holds 0)
     valid: np.ndarray  # [T] bool: False at samples inside gaps
     rate: float = RATE  # Hz
     name: str = 'recording'  # file or id, used in messages
     t0_s: float = 0.0  # time of sample 0 (the first timestamp, when there were timestamps)
     placement: str = 'head'  # from the SensorSpec
+    mask: np.ndarray = None  # [6] bool: channels measured (False: missing, e.g. no gyroscope); None = all six
 
+    def __post_init__(self): self.mask = np.ones(6, bool) if self.mask is None else np.asarray(self.mask, bool)
     def __len__(self): return len(self.x)
     @property
     def seconds(self) -> float: return len(self.x) / self.rate
@@ -251,10 +275,10 @@ class Recording:
 # %% ../nbs/00_imu.ipynb #c065
 def to_canonical(x, spec: SensorSpec, timestamps_ms=None, name: str = 'recording', max_nan_s: float = MAX_NAN_S,
                  max_gap_s: float = MAX_GAP_S, min_len: int = WINDOW) -> Recording:
-    "Samples `x` [T,6] recorded as `spec` says -> canonical `Recording` (reordered, signed, SI, 50 Hz, valid mask)."
-    x = check_channels(x, name)
+    "Samples `x` [T, spec.channels] recorded as `spec` says -> canonical `Recording` (reordered, signed, SI, 50 Hz, masks)."
+    x = check_channels(x, name, spec.channels)
     x = fill_nonfinite(x, max_run=max(1, round(max_nan_s * spec.rate)), name=name)
-    x = x[:, list(spec.order)] * spec.scales()
+    x = x[:, spec.columns()] * spec.scales()
     if timestamps_ms is None:
         t0, x = 0.0, resample_uniform(x, spec.rate, RATE)
         valid = np.ones(len(x), bool)
@@ -263,9 +287,17 @@ def to_canonical(x, spec: SensorSpec, timestamps_ms=None, name: str = 'recording
         t0 = float(t[0])
     if len(x) < min_len:
         raise BadRecording(name, f'too short: {len(x)} samples ({len(x) / RATE:.2f} s at {RATE} Hz), one window is {min_len}')
-    return Recording(x.astype(np.float32), valid, RATE, name, t0, spec.placement)
+    mask = np.arange(6) < spec.channels                      # acc always; gyro only when the sensor has one
+    if spec.channels == 3: x = np.concatenate([x, np.zeros_like(x)], 1)   # missing, and marked so in `mask`
+    return Recording(x.astype(np.float32), valid, RATE, name, t0, spec.placement, mask)
 
 # %% ../nbs/00_imu.ipynb #c072
+PHYSICAL = np.repeat([1 / G, 1.0], 3).astype(np.float32)  # per-channel factors: acc m/s^2 -> g, gyro rad/s as is
+
+def physical_scale(x) -> np.ndarray:
+    "Canonical SI samples [..., 6] in harlib's fixed physical scaling (acc in g, gyro in rad/s), float32."
+    return (np.asarray(x, np.float32) * PHYSICAL).astype(np.float32)
+
 def preprocess(x, median: int = 5, stats: dict | None = None, valid=None) -> tuple:
     "Median filter (kernel `median`; 0/1 = off) then z-score per channel -> (float32 [T,C], stats)."
     if median and median > 1: x = median_filter(x, median)

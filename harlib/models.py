@@ -8,13 +8,13 @@ import copy, math, os, pickle
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.models.patchtst.modeling_patchtst import random_masking
-from .encoders import PRESETS, build_imu_encoder, build_video_encoder
+from .encoders import PRESETS, build_imu_encoder, build_video_encoder, apply_mask, channel_mask
 from .losses import loss_init
 
 # %% auto #0
 __all__ = ['KINDS', 'FORMAT', 'FORMAT_VERSION', 'ProjectionHead', 'model_config', 'CrossModalModel', 'IMUMAE', 'Classifier',
            'IMUSide', 'build_model_from_config', 'build_model', 'unwrap', 'plain_state_dict', 'save_checkpoint',
-           'read_checkpoint', 'load_checkpoint']
+           'read_checkpoint', 'load_checkpoint', 'checkpoint_normalize']
 
 # %% ../nbs/06_models.ipynb #c006
 class ProjectionHead(nn.Module):
@@ -76,9 +76,9 @@ class CrossModalModel(nn.Module):
         if self.config['freeze_video']: self.video_encoder.eval()
         return self
 
-    def encode_imu(self, imu, project=True, normalize=True):
-        "IMU features (`project=False`, [B, imu_feature_dim]) or embeddings ([B, embed_dim], unit length)."
-        f = self.imu_encoder(imu)
+    def encode_imu(self, imu, project=True, normalize=True, mask=None):
+        "IMU features (`project=False`, [B, imu_feature_dim]) or embeddings ([B, embed_dim], unit length); `mask`: channels measured."
+        f = self.imu_encoder(imu, mask)
         if not project: return f
         e = self.imu_head(f)
         return F.normalize(e, dim=-1) if normalize else e
@@ -97,10 +97,10 @@ class CrossModalModel(nn.Module):
         "(logit_scale = exp(t), clamped at 100; logit_bias or None)."
         return self.log_scale.clamp(max=math.log(100)).exp(), self.logit_bias
 
-    def forward(self, imu, video=None, video_features=None):
-        "Embeddings and logit parameters; pass `video_features` (cached encoder output) instead of `video`."
+    def forward(self, imu, video=None, video_features=None, mask=None):
+        "Embeddings and logit parameters; pass `video_features` (cached encoder output) instead of `video`; `mask` [B, 6]."
         scale, bias = self.logit_params()
-        return dict(imu_emb=self.encode_imu(imu), video_emb=self.encode_video(video, features=video_features),
+        return dict(imu_emb=self.encode_imu(imu, mask=mask), video_emb=self.encode_video(video, features=video_features),
                     logit_scale=scale, logit_bias=bias)
 
 # %% ../nbs/06_models.ipynb #c015
@@ -114,20 +114,23 @@ class IMUMAE(nn.Module):
         self.imu_feature_dim, self.embed_dim = self.imu_encoder.feature_dim, None
         self.head = nn.Linear(self.imu_encoder.d_model, self.imu_encoder.config.patch_length)
 
-    def encode_imu(self, imu, project=False, normalize=False):
+    def encode_imu(self, imu, project=False, normalize=False, mask=None):
         if project: raise ValueError('an imu_mae model has no projection head: use project=False / feature="pre"')
-        return self.imu_encoder(imu)
+        return self.imu_encoder(imu, mask)
 
-    def forward(self, imu):
+    def forward(self, imu, mask=None):
+        "Reconstruction loss over the masked patches of the channels measured (`mask` [B, 6]; None: all)."
         enc = self.imu_encoder; pt = enc.model
-        x, obs = enc.pad(imu)
+        x, obs = enc.pad(imu); x = apply_mask(x, mask)
         x, _, _ = pt.scaler(x, obs)
         target = pt.patchifier(x)                                    # [B, C, P, patch]
-        masked, mask = random_masking(target, self.config['mask_ratio'])
+        masked, patches = random_masking(target, self.config['mask_ratio'])
+        cm = channel_mask(mask, imu)
+        if cm is not None: patches = patches * cm[:, :, None]      # a missing channel is never a reconstruction target
         h = pt.encoder(patch_input=masked).last_hidden_state[:, :, 1:]  # drop CLS
         pred = self.head(h)
         err = ((pred - target) ** 2).mean(-1)
-        return dict(loss=(err * mask).sum() / mask.sum().clamp(min=1), pred=pred, target=target, mask=mask)
+        return dict(loss=(err * patches).sum() / patches.sum().clamp(min=1), pred=pred, target=target, mask=patches)
 
 # %% ../nbs/06_models.ipynb #c018
 class Classifier(nn.Module):
@@ -166,11 +169,11 @@ class Classifier(nn.Module):
                 if mod is not None: mod.eval()
         return self
 
-    def features(self, imu):
-        f = self.imu_encoder(imu)
+    def features(self, imu, mask=None):
+        f = self.imu_encoder(imu, mask)
         return self.imu_head(f) if self.imu_head is not None else f
 
-    def forward(self, imu): return self.head(self.features(imu))
+    def forward(self, imu, mask=None): return self.head(self.features(imu, mask))
 
 # %% ../nbs/06_models.ipynb #c021
 class IMUSide(nn.Module):
@@ -262,3 +265,9 @@ def load_checkpoint(path, trusted: bool = False) -> tuple[nn.Module, dict]:
         raise ValueError(f'checkpoint {path} does not match its config (harlib {ck.get("harlib_version")}): '
                          f'missing {res.missing_keys[:3]}, unexpected {res.unexpected_keys[:3]}')
     return model, ck
+
+def checkpoint_normalize(ck):
+    "The data normalisation a pretraining checkpoint (dict or path) was trained with, for its targets to use the same; None if unknown."
+    ck = ck if isinstance(ck, dict) else read_checkpoint(ck)
+    if 'normalize' in ck: return ck['normalize']
+    return 'recording' if 'step' in ck else None   # pretraining checkpoints from before harlib saved it: per-recording z-score

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['log', 'make_parser', 'resolve', 'parse_args', 'warmup_cosine', 'warmup_steps', 'data_opts', 'dataset_loader',
-           'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'Trainer', 'main']
+           'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'window_ids', 'match_cache',
+           'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
 import argparse, builtins, contextlib, json, logging, math, sys, time
@@ -12,10 +13,12 @@ from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from torch.utils.data import DataLoader
 from .constants import MODELS, UsageError, dataset_name, default_loss
+from .cli import Parser, run as run_command
 from .distributed import (Dist, setup_dist, teardown_dist, barrier, gather_objects, mean_over_ranks, seed_all,
                                 rng_state, set_rng_state, ResumableSampler, EpochSeeded)
 from .steps import amp_context, pick_precision, contrastive_step, mae_step
-from .runs import prepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
+from .runs import prepare_run, run_snapshot, unprepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
+from .augment import augment
 
 # %% ../nbs/07_pretrain.ipynb #c005
 log = logging.getLogger('harlib.pretrain')
@@ -32,10 +35,10 @@ def _flags(p):
     g('--loss', default=None, choices=['sigmoid', 'softmax', 'imu2clip'], help='contrastive loss (default: the model\'s own)')
     g('--batch_size', type=int, default=32, help='windows per process and micro-batch')
     g('--accum_steps', type=int, default=1, help='micro-batches per optimizer step; every negative kept (see below)')
-    g('--epochs', type=int, default=25)
+    g('--epochs', type=int, default=25, help='passes over the pretraining windows')
     g('--max_steps', type=int, default=0, help='stop after this many optimizer steps (0: run all epochs)')
     g('--lr', type=float, default=1e-4, help='peak AdamW learning rate')
-    g('--weight_decay', type=float, default=0.01)
+    g('--weight_decay', type=float, default=0.01, help='AdamW weight decay (not on biases and norms)')
     g('--warmup', type=float, default=0.05, help='linear warmup: a fraction of all steps if < 1, else a step count')
     g('--clip_grad', type=float, default=1.0, help='gradient-norm clipping (0: off)')
     g('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='auto: bf16 (or fp16) on CUDA, fp32 on CPU')
@@ -52,7 +55,13 @@ def _flags(p):
     g('--out', default=None, help='run directory (default runs/<model>_<dataset>_<preset>)')
     g('--resume', action='store_true', help='continue from <out>/checkpoints/last.pt (starts fresh if there is none)')
     g('--overwrite', action='store_true', help='delete an existing run directory first')
-    g('--seed', type=int, default=0)
+    g('--channel_dropout', type=float, default=0.0, metavar='P',
+      help='Probability with which each training window loses its gyroscope (zeroed and marked missing in the channel mask), '
+           'so that one checkpoint serves both six-channel and accelerometer-only input.')
+    g('--rotate', action='store_true',
+      help='Turn every training window by a random 3-D rotation, the same for the accelerometer and the gyroscope, '
+           'for devices worn at other orientations.')
+    g('--seed', type=int, default=0, help='random seed of the model, the sampler and the data (rank r uses seed + r)')
     g('--device', default='auto', help="auto, cpu or cuda")
     g('--threads', type=int, default=0, help='torch CPU threads per process (0: torch default; torchrun sets 1 when N > 1)')
     g('--no_progress', action='store_true', help='no tqdm bar')
@@ -61,7 +70,7 @@ def _flags(p):
 
 def make_parser() -> argparse.ArgumentParser:
     "The `harlib pretrain` argument parser."
-    p = argparse.ArgumentParser(prog='harlib pretrain', formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = Parser('harlib pretrain',
         description='Pretrain an IMU encoder against video (or alone). Several processes: torchrun --nproc_per_node=N -m harlib.pretrain ...')
     return _flags(p)
 
@@ -79,6 +88,7 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
     a.out = a.out or str(Path('runs') / f'{a.model}_{a.dataset}_{a.preset}')
     if a.video_cache == 'auto': a.video_cache = str(Path('runs') / 'cache' / 'video_emb') if a.freeze_video else 'none'
     if a.accum_steps < 1 or a.batch_size < 1: raise UsageError('--batch_size and --accum_steps must be >= 1')
+    if not 0 <= a.channel_dropout <= 1: raise UsageError(f'--channel_dropout is a probability, got {a.channel_dropout}')
     return a
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -131,7 +141,11 @@ def load_data(a, with_video: bool, image_size=None):
     opts = data_opts(a)
     if with_video: opts.setdefault('num_frames', a.clip_len)
     if with_video and image_size and ':' not in a.dataset: opts.setdefault('size', int(image_size))
-    return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
+    try: return dataset_loader(a.dataset)(root=a.data_root, with_video=with_video, **opts)
+    except (FileNotFoundError, ValueError, KeyError) as e:   # a missing or wrong data root, an unknown dataset or option
+        m = str(e)   # 'unknown dataset/option' messages list the choices; the others are about the data root
+        raise UsageError(m if 'unknown' in m else f'--dataset {a.dataset} --data_root {a.data_root}: {m}; '
+                         'give --data_root the folder that holds this dataset') from e
 
 def build(a) -> nn.Module:
     "The model of `--model` at `--preset` (the loss sets its logit scale/bias init; --freeze_video; --video_weights; encoder ablations)."
@@ -160,10 +174,10 @@ def image_size(model):
 class Objective(nn.Module):
     "model + how a batch enters it: forward(imu, video=None, vfeat=None) -> the model's output dict."
     def __init__(self, model: nn.Module, kind: str): super().__init__(); self.model, self.kind = model, kind
-    def forward(self, imu, video=None, vfeat=None):
+    def forward(self, imu, video=None, vfeat=None, mask=None):
         m = self.model
-        if self.kind == 'imu_mae': return m(imu)
-        return m(imu, video) if vfeat is None else m(imu, video_features=vfeat)
+        if self.kind == 'imu_mae': return m(imu, mask)
+        return m(imu, video, mask=mask) if vfeat is None else m(imu, video_features=vfeat, mask=mask)
 
 # %% ../nbs/07_pretrain.ipynb #c065
 def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict) -> VideoCache:
@@ -171,7 +185,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     from tqdm.auto import tqdm
     if d.main and not cache.exists:
         dim = getattr(encoder, 'feature_dim', None) or encoder(ds[0]['video'][None].to(d.device)).shape[-1]
-        cache.create(len(ds), dim, meta)
+        cache.create(len(ds), dim, meta, keys=window_ids(ds.index) if hasattr(ds, 'index') else None)
     barrier(d); cache.open(write=True)
     todo = cache.missing(); mine = todo[d.rank::d.world].tolist()
     if len(todo): log.info(f'video cache {cache.dir}: encoding {len(todo)} of {len(ds)} windows once')
@@ -184,6 +198,23 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
             cache.put(b['pos'].numpy(), encoder(b['video'].to(d.device)).float().cpu().numpy())
     encoder.train(mode); barrier(d)
     return cache.open()
+
+def window_ids(index):
+    "`'<recording>@<start_s>'` per row of a window index (start to the millisecond)."
+    return (index['recording'].astype(str) + '@' + index['start_s'].map(lambda s: f'{s:.3f}')).tolist()
+
+def match_cache(cache: VideoCache, ds) -> tuple:
+    "`(ds, rows)`: the windows of `ds` that have a cached video feature, and each one's cache row (looked up by window id)."
+    if not hasattr(ds, 'index'):                       # a custom loader without a window index: positions must agree
+        if len(ds) != len(cache.feats): raise UsageError(f'video cache {cache.dir} has {len(cache.feats)} rows, the dataset {len(ds)}')
+        return ds, np.arange(len(ds))
+    try: rows = cache.rows_for(window_ids(ds.index))
+    except ValueError as e: raise UsageError(str(e)) from e
+    miss = rows < 0
+    if miss.any():
+        log.info(f'video cache: {miss.sum()} of {len(ds)} windows have no cached video (no video, or past its end): left out')
+        ds, rows = ds.subset(~miss), rows[~miss]
+    return ds, rows
 
 # %% ../nbs/07_pretrain.ipynb #c067
 def _to(batch: dict, device) -> dict:
@@ -208,11 +239,16 @@ class Trainer:
     "One pretraining run on this rank: set up in `__init__`, train with `fit()` (see the named steps below)."
     def __init__(self, a, d: Dist):
         self.a, self.d = a, d
+        before = run_snapshot(a.out)
         self.out = prepare_run(a, d); setup_logging(self.out, d)
-        ck = self._read_checkpoint()
-        self._build_model()
-        self._build_data()
-        self._build_optimizer()
+        try:
+            ck = self._read_checkpoint()
+            self._build_model()
+            self._build_data()
+            self._build_optimizer()
+        except UsageError:   # a user's mistake (e.g. a wrong data root) leaves nothing behind
+            if d.main: unprepare_run(self.out, before)
+            raise
         self.step, self.epoch, self.batch, self.rng = 0, 0, 0, None
         if ck: self._restore(ck)
         self._write_config()
@@ -246,7 +282,11 @@ class Trainer:
         "Video cache (frozen video encoder), dataset, sampler, steps per epoch and in all."
         a, d = self.a, self.d
         self.cache = self._video_cache()
-        self.ds = EpochSeeded(load_data(a, self.wants_video and self.cache is None, image_size(self.model)), a.seed)
+        base = load_data(a, self.wants_video and self.cache is None, image_size(self.model))
+        if self.cache is not None: base, self.cache_rows = match_cache(self.cache, base)
+        self.norm = getattr(base, 'norm', None)        # the normalisation the data got; saved with every checkpoint
+        if a.rotate and self.norm not in (None, 'physical'): log.warning(f'--rotate with normalize={self.norm!r}: rotations assume the physical scaling')
+        self.ds = EpochSeeded(base, a.seed)
         self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed, with_epoch=True, until=a.epochs,
                                         group=a.accum_steps)
         self.spe = self.sampler.per_epoch // a.batch_size // a.accum_steps  # optimizer steps per epoch
@@ -288,7 +328,7 @@ class Trainer:
         if not self.d.main: return
         from harlib import __version__
         cfg = dict(args=vars(self.a), world_size=self.d.world, device=self.d.device, precision=self.precision,
-                   steps_per_epoch=self.spe, total_steps=self.total, windows=len(self.ds), resumed_at_step=self.step,
+                   steps_per_epoch=self.spe, total_steps=self.total, windows=len(self.ds), resumed_at_step=self.step, normalize=self.norm,
                    model_config=getattr(self.model, 'config', None), harlib=__version__, torch=torch.__version__)
         (self.out / 'config.json').write_text(json.dumps(cfg, indent=1, default=str))
 
@@ -326,7 +366,7 @@ class Trainer:
         "Train from the current (epoch, batch) to the end of the epoch or of the run; True if the epoch ended."
         a, iv = self.a, _interval()
         while self.batch < self.batches_per_epoch and self.step < self.total:
-            t = time.perf_counter(); micro = [self._inputs(next(self.it)) for _ in range(a.accum_steps)]
+            t = time.perf_counter(); micro = [self._inputs(next(self.it), j) for j in range(a.accum_steps)]
             iv['wait'] += time.perf_counter() - t
             lr = self.sched.get_last_lr()[0]; loss, o = self._step(micro)
             self.step += 1; self.batch += a.accum_steps; iv['loss'] += loss; iv['n'] += 1; self.bar.update(1)
@@ -337,9 +377,14 @@ class Trainer:
             if logged: iv = _interval()  # checkpoint time not counted
         return self.batch >= self.batches_per_epoch
 
-    def _inputs(self, b: dict) -> dict:
-        x = dict(imu=b['imu'])
-        if self.cache is not None: x['vfeat'] = self.cache.get(b['pos'].numpy())
+    def _inputs(self, b: dict, j: int = 0) -> dict:
+        "The model inputs of batch `b` (micro-batch `j` of the step): augmented IMU, channel mask, video or cached features."
+        a, imu, mask = self.a, b['imu'], b.get('channel_mask')
+        if a.channel_dropout or a.rotate:              # drawn from (seed, rank, epoch, batch): a resumed run draws the same
+            g = torch.Generator().manual_seed(hash((a.seed, self.d.rank, self.epoch, self.batch + j)) % 2**31)
+            imu, mask = augment(imu, mask, a.channel_dropout, a.rotate, g)
+        x = dict(imu=imu) if mask is None else dict(imu=imu, mask=mask)
+        if self.cache is not None: x['vfeat'] = self.cache.get(self.cache_rows[b['pos'].numpy()])
         elif self.wants_video: x['video'] = b['video']
         return _to(x, self.d.device)
 
@@ -380,22 +425,22 @@ class Trainer:
         if not self.d.main: return
         from harlib.models import save_checkpoint
         extra = dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict(),
-                     step=self.step, epoch=self.epoch, batch=self.batch, rng=rngs, world=self.d.world, args=vars(self.a))
+                     step=self.step, epoch=self.epoch, batch=self.batch, rng=rngs, world=self.d.world, args=vars(self.a),
+                     normalize=self.norm)
         for n in names: save_checkpoint(self.out / 'checkpoints' / n, self.model, **extra)
         log.info(f'step {self.step}: saved {", ".join(names)}')
 
-
 # %% ../nbs/07_pretrain.ipynb #c069
-def main(argv=None) -> int:
-    "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain`."
-    try:
-        a = parse_args(argv); d = setup_dist(a.device)
-        if a.threads: torch.set_num_threads(a.threads)
-        try: Trainer(a, d).fit()
-        finally: teardown_dist()
-    except UsageError as e:
-        print(f'harlib pretrain: {e}', file=sys.stderr); return 2
+def _main(argv) -> int:
+    a = parse_args(argv); d = setup_dist(a.device)
+    if a.threads: torch.set_num_threads(a.threads)
+    try: Trainer(a, d).fit()
+    finally: teardown_dist()
     return 0
+
+def main(argv=None) -> int:
+    "`harlib pretrain` / `python -m harlib.pretrain` / `torchrun ... -m harlib.pretrain` (a mistake: one line, status 2)."
+    return run_command('harlib pretrain', _main, argv)
 
 # %% ../nbs/07_pretrain.ipynb #c070
 if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())

@@ -76,6 +76,6 @@ def mae_step(net, micro: list, amp=contextlib.nullcontext, scale=lambda l: l):
     total = 0.
     for j, m in enumerate(micro):
         with _sync(net, j == len(micro) - 1):
-            with amp(): o = net(imu=m['imu'])
+            with amp(): o = net(imu=m['imu'], mask=m.get('mask'))
             l = o['loss'].float() / len(micro); scale(l).backward(); total += l.detach()
     return total, o

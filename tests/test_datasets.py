@@ -85,9 +85,23 @@ def test_ego4d_csv_and_processed_agree_and_disk_cache(fx, tmp_path):
     assert a.report['bad_window'] >= 1 or len(listed) == 0
 
 def test_ego4d_video_pairs_align(fx):
+    "Timing, not shapes: the head gyroscope's yaw rate and the camera's horizontal image motion agree best at zero lag."
+    from harlib.synthetic.checks import frame_shift
     ds = load('ego4d', fx['ego4d'], with_video=True, size=32, mode='eval')
     v = ds[3]['video']; assert v.shape == (10, 32, 32, 3)
     assert ds.index['end_s'].max() <= 300 + 0.05
+    ds = load('ego4d', fx['ego4d'], with_video=True, size=32, mode='eval', num_frames=50, normalize='none', median=1)
+    rows = [i for i in range(min(len(ds), 40)) if ds.index['end_s'].iloc[i] + 1 < ds.index['end_s'].max()]
+    def image_motion(i, shift_s=0.0):           # horizontal image shift (px) between the 50 frames of the window
+        row = ds.index.iloc[i].copy(); row['start_s'] += shift_s; row['end_s'] += shift_s
+        return frame_shift(ds.video_window(i, row=row))[:, 1]
+    img = np.array([image_motion(i) for i in rows])                                     # [W, 49] per 0.1-s interval
+    yaw = ds.imu_windows(rows)[:, :245, 5].reshape(len(rows), 49, 5).mean(2)            # gyro z (rad/s), same intervals
+    def r(a, b): return np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    lag_r = {L: r(img[:, max(0, L):49 + min(0, L)], yaw[:, max(0, -L):49 - max(0, L)]) for L in range(-5, 6)}
+    assert max(lag_r, key=lag_r.get) == 0 and lag_r[0] > 0.3, lag_r                    # best at zero lag
+    shifted = r(np.array([image_motion(i, 1.0) for i in rows]), yaw)                      # video one second late
+    assert shifted < lag_r[0] - 0.15, (shifted, lag_r[0])
 
 def test_synthetic_and_basicmotions():
     s = load('synthetic', subjects=2, minutes=1, with_video=True, size=32, classes=['walking', 'standing', 'sitting'])

@@ -18,7 +18,7 @@ BROWSER = any(shutil.which(n) for n in ('chromium', 'chromium-browser', 'google-
 @pytest.mark.skipif(not BROWSER, reason='no Chromium on this machine: `make browser` installs it (Debian, as root)')
 def test_pages_render_in_a_browser(site):
     analysis = sorted(p.relative_to(site).as_posix() for p in (site / 'analysis').glob('*.html'))
-    assert analysis, 'no analysis pages: runs/quickstart/notebooks/ should hold the executed analysis notebooks'
+    assert analysis, 'no analysis pages: runs/reference/quickstart/notebooks/ should hold the executed analysis notebooks'
     res = browser_check(site, ['index.html', 'imu.html', analysis[0]])
     for page, r in res.items():
         assert r['title'].endswith('- harlib') and r['text'] > 200, (page, r)

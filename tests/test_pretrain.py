@@ -105,3 +105,47 @@ def test_ego4d_layout_with_video_cache(tmp_path, one_thread):
     recs = read_metrics(tmp_path / 'run' / 'metrics.jsonl')
     assert recs[-1]['step'] == 2 and recs[-1]['loss'] > 0
     assert json.loads((tmp_path / 'run' / 'config.json').read_text())['windows'] > 8
+
+def test_video_cache_pairs_each_imu_window_with_its_own_video(tmp_path, one_thread):
+    "Some MMEA clips lack video: the cache (filled from the with-video dataset) must still be read by window, not by position."
+    import numpy as np
+    from harlib.synthetic import write
+    from harlib.datasets import load
+    from harlib.distributed import setup_dist, EpochSeeded
+    from harlib.pretrain import parse_args, Trainer, video_backbone
+    root = write('mmea', tmp_path / 'mmea', subjects=2, minutes=1, seed=4, size=32, log=lambda *a: None)
+    vids = sorted((root / 'video').rglob('*.mp4')); assert len(vids) >= 6
+    for v in vids[::3]: v.unlink()                    # every third clip has no video: readers drop it only with video
+    a = parse_args(['--dataset', 'mmea', '--data_root', str(root), '--preset', 'tiny', '--no_progress', '--num_workers', '0',
+                    '--batch_size', '2', '--freeze_video', '--video_cache', str(tmp_path / 'vc'), '--out', str(tmp_path / 'run')])
+    tr = Trainer(a, setup_dist('cpu'))
+    with_video = load('mmea', root, with_video=True, num_frames=a.clip_len, size=32)
+    assert len(tr.ds) == len(with_video) < len(load('mmea', root))   # clips without video are left out of training
+    row_of = {f'{r}@{s:.3f}': i for i, (r, s) in enumerate(zip(with_video.index['recording'], with_video.index['start_s']))}
+    enc, seeded = video_backbone(tr.model).eval(), EpochSeeded(with_video, a.seed)
+    for p in range(len(tr.ds)):
+        it = tr.ds[p]
+        key = f"{it['meta']['recording']}@{it['meta']['start_s']:.3f}"
+        got = tr._inputs({'imu': it['imu'][None], 'pos': torch.tensor([p])})['vfeat'][0]
+        with torch.no_grad(): want = enc(seeded[row_of[key]]['video'][None])[0]
+        assert torch.allclose(got, want, atol=1e-5), f'window {key} paired with another window\'s video'
+
+def test_channel_dropout_and_rotate_flags(tmp_path, one_thread):
+    from harlib.pretrain import parse_args, Trainer
+    from harlib.distributed import setup_dist
+    from harlib.models import read_checkpoint
+    args = ['--channel_dropout', '0.5', '--rotate', '--max_steps', '2', '--batch_size', '8', '--model', 'imu_mae']
+    assert run_here(tmp_path / 'aug', *args) == 0
+    ck = read_checkpoint(tmp_path / 'aug' / 'checkpoints' / 'last.pt')
+    assert ck['args']['channel_dropout'] == 0.5 and ck['args']['rotate'] and ck['normalize'] == 'physical'
+    tr = Trainer(parse_args([*DATA, '--out', str(tmp_path / 'x'), '--channel_dropout', '0.5', '--rotate', '--batch_size', '24',
+                             '--model', 'imu_mae', '--num_workers', '0']), setup_dist('cpu'))
+    b = next(iter(torch.utils.data.DataLoader(tr.ds, 24)))
+    x = tr._inputs(b)
+    dropped = ~x['mask'][:, 3]
+    assert 0.2 < dropped.float().mean() < 0.8 and (x['imu'][dropped][..., 3:] == 0).all() and x['mask'][:, :3].all()
+    kept = ~dropped                                               # rotated: vector lengths kept, values changed
+    assert torch.allclose(x['imu'][kept][..., :3].norm(dim=-1), b['imu'][kept][..., :3].norm(dim=-1), atol=1e-4)
+    assert not torch.allclose(x['imu'][kept][..., :3], b['imu'][kept][..., :3])
+    assert torch.equal(tr._inputs(b)['imu'], x['imu'])            # the same draw for the same (seed, rank, epoch, batch)
+    assert main([*DATA, '--out', str(tmp_path / 'bad'), '--channel_dropout', '1.5']) == 2

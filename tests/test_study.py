@@ -41,10 +41,24 @@ def test_tables_and_figures_were_written(smoke):
     for f in ['fewshot_curves.png', 'per_class_recall.png', 'imu_embeddings.png', 'modality_gap.png', 'data_window.png']:
         assert (smoke / 'figures' / f).stat().st_size > 1000, f
     assert 'cross-modal, sigmoid (ours)' in (smoke / 'tables' / 'summary.md').read_text()
+    assert (smoke / 'tables' / 'retrieval.csv').read_text().startswith('method,target')   # no retrieval in smoke: the header only
+
+def test_a_finished_study_is_compared_with_its_reference(smoke, tmp_path, capsys):
+    "A reference made here from the run itself matches; one whose cell moved by 10 points does not."
+    ref = tmp_path / 'ref'; ref.mkdir()
+    df = pd.read_csv(smoke / 'results.csv'); df.to_csv(ref / 'results.csv', index=False)
+    assert main(['smoke', '--out', str(smoke), '--resume', '--reference', str(ref)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith('[study] matches the reference: all') and 'beside the reference' in '\n'.join(out)
+    cell = (df['mode'] == 'lp') & (df.shots == df.shots.max()) & (df.target == df.target.iloc[0])
+    df.loc[cell, 'value'] += 0.1; df.to_csv(ref / 'results.csv', index=False)
+    assert main(['smoke', '--out', str(smoke), '--resume', '--reference', str(ref)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('[study] differs from the reference: 1 of')
 
 def test_existing_study_is_refused_and_resume_skips_finished_steps(smoke, capsys):
-    assert main(['smoke', '--out', str(smoke)]) == 1
-    assert '--resume' in capsys.readouterr().err
+    assert main(['smoke', '--out', str(smoke)]) == 2
+    err = capsys.readouterr().err
+    assert '--resume' in err and len(err.strip().splitlines()) == 1
     logs = []
     Study(smoke, PLANS['smoke'], resume=True, log=logs.append).run()
     assert sum('done before, skipped' in l for l in logs) == len(json.loads((smoke / 'status.json').read_text()))

@@ -93,7 +93,7 @@ def run(quick: bool = False) -> dict:
         hours, clips = (0.05, 16) if quick else (1.0, 64)
         with Timer() as t: eroot = write_ego4d(tmp / 'ego4d', recordings=2, hours=hours); mroot = write_mmea(tmp / 'mmea', clips=clips)
         figs['write_s'] = t.s; figs['ego4d_hours'] = 2 * hours; figs['mmea_clips'] = clips
-        with Timer() as t: ego = load('ego4d', eroot, imu_source='processed')
+        with Timer() as t: ego = load('ego4d', eroot, imu_source='processed', normalize='recording')  # as the naive loader: per-recording z-score
         figs['ego4d_load_s'] = t.s
         with Timer() as t: load('ego4d', eroot, imu_source='csv', cache_dir=tmp / 'imucache')
         figs['ego4d_load_csv_1rec_s'] = t.s

@@ -24,4 +24,4 @@ def read_basicmotions(root, cfg, policy, with_video=False):
     return recs, classes
 
 register(DatasetConfig('basicmotions', read_basicmotions, SensorSpec(10, placement='wrist'), split='official',
-                       subjects='none', notes='UEA BasicMotions from aeon; units unknown (no conversion; z-scored per recording); wrist'))
+                       subjects='none', notes='UEA BasicMotions from aeon; units unknown (no conversion: read as m/s2 and rad/s); wrist'))

@@ -10,7 +10,8 @@ import numpy as np, json, argparse, uuid, datetime as _dt
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from ..imu import SPECS  # the real datasets' sensor specs
-from ..constants import PD_CLASSES
+from ..constants import PD_CLASSES, UsageError
+from ..cli import Parser, run as run_command
 from .body import PLACEMENTS, POPULATIONS, make_subject, clip_program, day_program
 from .sensors import imu_counts
 from .sessions import Session, simulate
@@ -159,18 +160,26 @@ def write(layout: str = 'ego4d', # 'ego4d', 'mmea' or 'pd'
     return _write_pd(root, subjects, minutes, population, placement, seed, log=log)
 
 # %% ../../nbs/01e_synthetic.layouts.ipynb #c057
-def main(argv=None) -> int:
-    """`harlib synth --layout ego4d|mmea|pd --out DIR [--subjects N] [--minutes M] [--population general|parkinsonian]
-    [--placement head|chest|wrist] [--seed S] [--size PX] [--video-minutes V]`: write synthetic data in a real layout."""
-    p = argparse.ArgumentParser(prog='harlib synth', description='Write synthetic paired IMU-video data in a real dataset layout.')
-    p.add_argument('--layout', choices=('ego4d', 'mmea', 'pd'), default='ego4d')
-    p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--subjects', type=int, default=2); p.add_argument('--minutes', type=float, default=5, help='per subject')
-    p.add_argument('--population', choices=POPULATIONS, help="default: general (ego4d, mmea), parkinsonian (pd)")
-    p.add_argument('--placement', choices=PLACEMENTS, help='default: head (ego4d, mmea), chest (pd)')
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--size', type=int, default=112, help='frame size in px (64-224)')
-    p.add_argument('--video-minutes', type=float, default=5, help='ego4d: longest video (a day is cut into videos)')
+def _main(argv) -> int:
+    p = Parser('harlib synth', description='Write synthetic paired IMU-video data in a real dataset layout.')
+    p.add_argument('--layout', choices=('ego4d', 'mmea', 'pd'), default='ego4d', help='the real dataset whose files and folders are imitated')
+    p.add_argument('--out', required=True, help='output folder (new or empty)')
+    p.add_argument('--subjects', type=int, default=2, help='simulated people')
+    p.add_argument('--minutes', type=float, default=5, help='recorded minutes per subject')
+    p.add_argument('--population', choices=POPULATIONS, help="how the subjects move (default: general for ego4d and mmea, parkinsonian for pd)")
+    p.add_argument('--placement', choices=PLACEMENTS, help='where the IMU is worn (default: head for ego4d and mmea, chest for pd)')
+    p.add_argument('--seed', type=int, default=0, help='random seed of subjects, sessions and sensor noise')
+    p.add_argument('--size', type=int, default=112, help='video frame size in px (16-512)')
+    p.add_argument('--video_minutes', type=float, default=5, help='ego4d: longest video (a day is cut into videos)')
+    p.add_argument('--video-minutes', type=float, dest='video_minutes', help=argparse.SUPPRESS)   # the older spelling
     a = p.parse_args(argv)
     if not 16 <= a.size <= 512: p.error(f'--size {a.size} outside 16..512 px')
+    if Path(a.out).exists() and (not Path(a.out).is_dir() or any(Path(a.out).iterdir())):
+        raise UsageError(f'{a.out} exists and is not an empty folder; give --out a new folder or delete it first')
     root = write(a.layout, a.out, a.subjects, a.minutes, a.population, a.placement, a.seed, a.size, a.video_minutes)
     print(f'wrote {a.layout} layout to {root}'); return 0
+
+def main(argv=None) -> int:
+    """`harlib synth --layout ego4d|mmea|pd --out DIR [--subjects N] [--minutes M] [--population general|parkinsonian]
+    [--placement head|chest|wrist] [--seed S] [--size PX] [--video_minutes V]`: write synthetic data in a real layout."""
+    return run_command('harlib synth', _main, argv)

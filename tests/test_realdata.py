@@ -1,0 +1,62 @@
+"""Real recordings as users have them (issue 14): an accelerometer-only folder in milli-g with date-time stamps at
+62.5 Hz loads, embeds and evaluates; accelerometer-only evaluation of a 6-channel target; one normalisation from
+pretraining to every target."""
+import json
+import numpy as np, pandas as pd, pytest, torch
+from harlib.datasets import load, example_folder
+from harlib.models import build_model, save_checkpoint, checkpoint_normalize
+from harlib import downstream as dsm, embed
+
+@pytest.fixture(scope='module')
+def gait(tmp_path_factory):
+    return example_folder(tmp_path_factory.mktemp('gait') / 'gait', subjects=3, bouts=3)
+
+@pytest.fixture(scope='module')
+def ck(tmp_path_factory):
+    torch.manual_seed(0); p = tmp_path_factory.mktemp('ck') / 'ck.pt'
+    save_checkpoint(p, build_model('cross', 'tiny'), step=1, normalize='physical'); return p
+
+def test_folder_loads_embeds_and_evaluates(gait, ck, tmp_path):
+    ds = load('folder', gait, strict=True)
+    assert ds.classes == ['standing', 'walking', 'lying'] and not ds.channel_masks()[:, 3:].any()
+    assert embed.main(['--checkpoint', str(ck), '--data_root', str(gait), '--out', str(tmp_path / 'e.parquet')]) == 0
+    t = pd.read_parquet(tmp_path / 'e.parquet')
+    assert len(t) == len(ds) and t.filter(like='emb_').shape[1] == 32 and set(t['subject']) == {'p01', 'p02', 'p03'}
+    assert dsm.main(['--checkpoint', str(ck), '--dataset', 'folder', '--data_root', str(gait), '--mode', 'lp',
+                     '--shots', '5', '--repeats', '2', '--test_per_class', '5', '--epochs', '2', '--quiet', '--out', str(tmp_path / 'ev')]) == 0
+    assert (pd.read_csv(tmp_path / 'ev' / 'results.csv')['target'] == 'folder').all()
+
+def test_same_encoder_output_whatever_a_missing_gyro_held(gait, ck):
+    from harlib.models import load_checkpoint
+    model, _ = load_checkpoint(ck); ds = load('folder', gait)
+    a = embed.embed_windows(model, ds)
+    ds.data[:, 3:] = np.random.default_rng(0).normal(size=(len(ds.data), 3))     # garbage where the gyro is missing
+    np.testing.assert_allclose(embed.embed_windows(model, ds), a, atol=1e-5)
+
+def test_channels_acc_removes_the_gyroscope_and_masks_it(ck, monkeypatch, tmp_path):
+    seen = {}
+    real = dsm.run_fewshot
+    def spy(mode, encoder, t, splits, a, store=None):
+        seen['mask'], seen['x'], seen['name'] = encoder.mask, t.windows(np.arange(4)), t.name
+        return real(mode, encoder, t, splits, a, store)
+    monkeypatch.setattr(dsm, 'run_fewshot', spy)
+    a = dsm.parse_args(['--checkpoint', str(ck), '--dataset', 'synthetic', '--data_opt', 'subjects=3', '--data_opt', 'minutes=1',
+                        '--data_opt', 'labelled=true', '--channels', 'acc', '--shots', '2', '--repeats', '1', '--test_per_class', '2',
+                        '--epochs', '1', '--quiet', '--out', str(tmp_path / 'acc')])
+    dsm.run(a)
+    assert seen['mask'].tolist() == [True] * 3 + [False] * 3 and (seen['x'][..., 3:] == 0).all() and (seen['x'][..., :3] != 0).any()
+    assert seen['name'] == 'synthetic_acc'
+
+def test_targets_get_the_checkpoints_normalisation(tmp_path):
+    stats = {'mean': [0.0, 0.0, 9.0, 0.0, 0.0, 0.0], 'std': [2.0] * 6}
+    p = save_checkpoint(tmp_path / 'ck.pt', build_model('imu_mae', 'tiny'), step=3, normalize=stats)
+    assert checkpoint_normalize(p) == stats
+    assert checkpoint_normalize(save_checkpoint(tmp_path / 'old.pt', build_model('imu_mae', 'tiny'), step=3)) == 'recording'  # older runs
+    a = dsm.parse_args(['--checkpoint', str(p), '--dataset', 'synthetic', '--data_opt', 'subjects=2'])
+    opts = dsm._opts(dsm.target_opts(a, checkpoint_normalize(p)))
+    assert opts['normalize'] == stats
+    ds = load('synthetic', subjects=2, minutes=1, normalize=opts['normalize'], median=1)
+    raw = load('synthetic', subjects=2, minutes=1, normalize='none', median=1)
+    np.testing.assert_allclose(ds.data, (raw.data - np.array(stats['mean'])) / 2.0, atol=1e-4)
+    a2 = dsm.parse_args(['--checkpoint', str(p), '--dataset', 'synthetic', '--data_opt', 'normalize=recording'])
+    assert dsm._opts(dsm.target_opts(a2, stats))['normalize'] == 'recording'          # an explicit option wins
