@@ -386,6 +386,8 @@ def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None):
     results, long, skipped = [], [], []
     for mode in a.mode:
         t0, store = time.perf_counter(), ({} if a.save_model else None)
+        if mode in FEWSHOT and not splits:   # every shot count was skipped (reasons in skipped_shots)
+            skipped.append(dict(mode=mode, target=t.name, reason='every shot count was skipped: see skipped_shots')); continue
         if mode in ('lp', 'finetune', 'finetune_full'): rows = run_fewshot(mode, ImuFeatures(model, a.feature, channel_choice(a)), t, splits, a, store)
         elif mode in ('scratch', 'random'): rows = run_fewshot(mode, random_like(model, a.seed, channel_choice(a)), t, splits, a, store)
         elif mode == 'handfeat': rows = run_fewshot(mode, ep.HandFeatures(), t, splits, a)

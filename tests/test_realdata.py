@@ -40,7 +40,7 @@ def test_channels_acc_removes_the_gyroscope_and_masks_it(ck, monkeypatch, tmp_pa
         seen['mask'], seen['x'], seen['name'] = encoder.mask, t.windows(np.arange(4)), t.name
         return real(mode, encoder, t, splits, a, store)
     monkeypatch.setattr(dsm, 'run_fewshot', spy)
-    a = dsm.parse_args(['--checkpoint', str(ck), '--dataset', 'synthetic', '--data_opt', 'subjects=3', '--data_opt', 'minutes=1',
+    a = dsm.parse_args(['--checkpoint', str(ck), '--dataset', 'synthetic', '--data_opt', 'subjects=3', '--data_opt', 'minutes=3',
                         '--data_opt', 'labelled=true', '--channels', 'acc', '--shots', '2', '--repeats', '1', '--test_per_class', '2',
                         '--epochs', '1', '--quiet', '--out', str(tmp_path / 'acc')])
     dsm.run(a)
