@@ -21,7 +21,9 @@ def test_every_step_ran_and_kept_its_notebook(smoke):
 def test_results_cover_the_plan(smoke):
     df = pd.read_csv(smoke / 'results.csv')
     assert list(df.columns) == ['method', 'pretrain', 'target', 'mode', 'shots', 'repeat', 'metric', 'value']
-    assert set(df.target) == {'A: MMEA-like', 'B: PD-like'}
+    assert set(df.target) == {'A: MMEA-like', 'B: PD-like', 'A: MMEA-like (acc only)', 'B: PD-like (acc only)'}
+    acc = df[df.target.str.endswith('(acc only)')]      # the same windows without the gyroscope, frozen-feature modes only
+    assert set(acc['mode']) <= {'lp', 'random', 'handfeat'} and 'lp' in set(acc['mode'])
     ours = df[df.method == 'cross-modal, sigmoid (ours)']
     assert {'lp', 'finetune', 'zeroshot'} <= set(ours['mode'])
     assert set(df[df.method == 'supervised from scratch']['mode']) == {'scratch'}
