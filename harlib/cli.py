@@ -11,6 +11,7 @@ import sys, importlib
 COMMANDS = {  # subcommand -> (module:function, one-line help)
     'bench':      ('harlib.bench:main',      'run a benchmark case and print its figures (last line JSON with --json)'),
     'synth':      ('harlib.synthetic:main',  'write synthetic paired IMU-video data in a real dataset layout'),
+    'towers':     ('harlib.towers:main',     'pretrain the video towers on a separate labelled synthetic video corpus'),
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
     'downstream': ('harlib.downstream:main', 'few-shot probing / fine-tuning / zero-shot evaluation'),
     'study':      ('harlib.study:main',      'run a whole study (quickstart, smoke) through papermill notebooks'),
