@@ -89,7 +89,7 @@ METHODS = {  # name -> how it is pretrained (None: not pretrained), which pretra
                           towers='videomae'),
     'cross_clip':    dict(label='cross-modal, CLIP image encoder', model='imu_video_cross', loss='sigmoid', video_encoder='clip',
                           towers='clip'),
-    'cross_randtower': dict(label='cross-modal, random-init video tower', model='imu_video_cross', loss='sigmoid', towers=None),
+    'cross_randtower': dict(label='cross-modal, random-init video tower', model='imu_video_cross', loss='sigmoid', towers=None),  # same recipe
     'scratch':       dict(label='supervised from scratch', model=None),
     'random':        dict(label='random-init encoder probe', model=None),
 }
@@ -113,9 +113,10 @@ TARGETS = {  # name -> dataset, where its data lives in the study, classes (None
 PLANS = {  # data: minutes per subject; towers: the video towers' own corpus and training (harlib.towers.build_towers)
     'quickstart': dict(
         size='small', nproc=2, seed=0, video_px=64,
-        data=dict(ego4d=dict(subjects=16, minutes=10), mmea=dict(subjects=16, minutes=19), pd=dict(subjects=6, minutes=20),
+        data=dict(ego4d=dict(subjects=16, minutes=10), mmea=dict(subjects=14, minutes=19), pd=dict(subjects=6, minutes=20),
                   towers=dict(preset='small', subjects=12, clips=2, epochs=10)),
-        pretrain=dict(epochs=8, batch_size=32, freeze_towers=True,
+        # 920 optimiser steps of global batch 32 at lr 2e-3 on frozen, cached towers: see the table in nbs/07_pretrain.ipynb
+        pretrain=dict(epochs=20, batch_size=16, lr=2e-3, freeze_towers=True,
                       methods=['cross_sigmoid', 'cross_softmax', 'imu2clip', 'imu_mae', 'cross_cnngru', 'cross_clip', 'cross_randtower']),
         evaluate=dict(shots=[10, 20, 50, 100], repeats=5, epochs=25, ft_epochs=10,
                       modes={'cross_sigmoid': ['lp', 'finetune', 'zeroshot', 'retrieval'], 'cross_softmax': ['lp', 'zeroshot'],
@@ -126,7 +127,7 @@ PLANS = {  # data: minutes per subject; towers: the video towers' own corpus and
         size='tiny', nproc=2, seed=0, video_px=32,
         data=dict(ego4d=dict(subjects=2, minutes=1), mmea=dict(subjects=3, minutes=3), pd=dict(subjects=2, minutes=2),
                   towers=dict(preset='tiny', subjects=3, clips=1, epochs=1)),
-        pretrain=dict(epochs=1, batch_size=8, freeze_towers=True, methods=['cross_sigmoid']),
+        pretrain=dict(epochs=1, batch_size=8, lr=2e-3, freeze_towers=True, methods=['cross_sigmoid']),
         evaluate=dict(shots=[2, 4], repeats=2, epochs=3, ft_epochs=2,
                       modes={'cross_sigmoid': ['lp', 'finetune', 'zeroshot'], 'scratch': ['scratch']},
                       targets=['A_mmea_like', 'B_pd_like'])),
@@ -211,13 +212,14 @@ def pretrain_params(self: Study, method: str) -> dict:
     "Parameters of `pipelines/pretrain.ipynb` for `method` (pretraining on the study's Ego4D-layout corpus)."
     spec, p, out = METHODS[method], self.plan, self.out
     extra = [f'--{k}={spec[k]}' for k in ('imu_encoder', 'video_encoder') if k in spec]
-    towers = bool(spec.get('towers')) and 'towers' in p['data']     # the tower pretrained on its own corpus, a local --video_weights folder
-    if towers: extra += [f'--video_weights={out / "towers" / spec["towers"]}']
+    if spec.get('towers') and 'towers' in p['data']:     # the tower pretrained on its own corpus, a local --video_weights folder
+        extra += [f'--video_weights={out / "towers" / spec["towers"]}']
+    freeze = spec['model'] in ('imu_video_cross', 'imu2clip') and bool(p['pretrain'].get('freeze_towers'))   # cached tower embeddings
     extra += [f'--video_cache={out / "cache" / "video_emb"}', '--threads=1']
     return dict(size=p['size'], model=spec['model'], dataset='ego4d', data_root=str(out / 'data' / 'ego4d'), preset=p['size'],
                 data_opts=f'video_cache={out / "cache" / "clips"} size={p["video_px"]}',
                 epochs=p['pretrain']['epochs'], batch_size=p['pretrain']['batch_size'], loss=spec.get('loss'), nproc=p['nproc'],
-                lr=p['pretrain'].get('lr', 1e-4), freeze_video=towers and bool(p['pretrain'].get('freeze_towers')),
+                lr=p['pretrain'].get('lr', 1e-4), freeze_video=freeze,
                 num_workers=1, out=str(out / 'pretrain' / method), seed=p['seed'], resume=True, extra_args=' '.join(extra))
 
 # %% ../nbs/09_study.ipynb #c030

@@ -110,7 +110,8 @@ def _write_mmea(root: Path, subjects, minutes, population, placement, seed, size
         for cls, act in MMEA_CLASSES.items():
             for k in range(per):
                 L = rng.uniform(15, 18); cs = int(rng.integers(2 ** 31)); clip = f's{i:03d}_{k:03d}'
-                ses = simulate(s, clip_program(act, L, s), seed=cs, rate=25, placements=(placement,), size=size, fps=25)
+                ses = simulate(s, clip_program(act, L, s), seed=cs, rate=25, placements=(placement,), size=size, fps=12.5)
+                ses.frames = np.repeat(ses.frames, 2, axis=0)        # 25 fps files; 12.5 distinct frames/s (readers take 10 fps)
                 enc(root / 'video' / cls / f'{clip}.mp4', ses.frames, 25)
                 (root / 'sensor' / cls).mkdir(parents=True, exist_ok=True)
                 np.savetxt(root / 'sensor' / cls / f'{clip}.csv', imu_counts(ses.imu[placement], MMEA_ACC_LSB, MMEA_GYRO_LSB), fmt='%d', delimiter=',')
