@@ -48,3 +48,15 @@ def test_existing_study_is_refused_and_resume_skips_finished_steps(smoke, capsys
     logs = []
     Study(smoke, PLANS['smoke'], resume=True, log=logs.append).run()
     assert sum('done before, skipped' in l for l in logs) == len(json.loads((smoke / 'status.json').read_text()))
+
+def test_quickstart_loads_the_pretrained_towers(tmp_path):
+    from harlib.study import METHODS, TARGETS
+    s = Study(tmp_path / 'qs', PLANS['quickstart'])
+    ours, rand, mae = (s.pretrain_params(m) for m in ('cross_sigmoid', 'cross_randtower', 'imu_mae'))
+    assert f'--video_weights={tmp_path / "qs" / "towers" / "videomae"}' in ours['extra_args'] and ours['freeze_video']
+    assert '--video_weights' in s.pretrain_params('imu2clip')['extra_args'] and 'towers/clip' in s.pretrain_params('cross_clip')['extra_args']
+    assert '--video_weights' not in rand['extra_args'] and rand['freeze_video']          # the random-init-tower ablation row
+    assert not mae['freeze_video'] and ours['lr'] == PLANS['quickstart']['pretrain']['lr']
+    assert 'cross_randtower' in PLANS['quickstart']['pretrain']['methods'] and 'towers' in PLANS['quickstart']['data']
+    assert len(s.target_params('Aplus_mmea_like')['classes']) >= 20 and s.target_params('A_mmea_like')['classes'] is None
+    assert {'zeroshot', 'retrieval'} <= set(PLANS['quickstart']['evaluate']['modes']['imu2clip'])
