@@ -307,6 +307,7 @@ def day_program(minutes: float, # total length
         add(a)
         if _posture(a) == 'stand' and a not in ('standing', 'walking') and rng.random() < 0.5:
             add('walking' if rng.random() < 0.5 else 'standing')
+    prog[-1] = (prog[-1][0], minutes * 60.0 - sum(d for _, d in prog[:-1]))   # exactly `minutes` long
     return prog
 
 
