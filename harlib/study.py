@@ -228,7 +228,7 @@ def target_params(self: Study, name: str) -> dict:
     "How `pipelines/evaluate.ipynb` finds target `name` of the study (and its zero-shot prototype source)."
     t, px = TARGETS[name], self.plan['video_px']
     proto = dict(proto_dataset=t['proto'], proto_root=None,
-                 proto_opts=['labelled=true', 'subjects=2', 'minutes=6', 'min_purity=0.4', f'size={px}', f'seed={self.plan["seed"] + 7}']
+                 proto_opts=['labelled=true', 'subjects=2', 'minutes=10', 'min_purity=0.4', f'size={px}', f'seed={self.plan["seed"] + 7}']
                             if t['proto'] == 'synthetic' else [])
     shots = [k for k in self.plan['evaluate']['shots'] if k <= t['max_shots']] or self.plan['evaluate']['shots'][:1]
     return dict(name=t['label'], dataset=t['dataset'], data_root=str(self.out / t['root']) if t['root'] else None,
