@@ -54,6 +54,7 @@ def run(prog: str, body, argv=None) -> int:
 COMMANDS = {  # subcommand -> (module:function, one-line help)
     'bench':      ('harlib.bench:main',      'time one part of harlib (imu, synth, data, model, pretrain, eval) and print its figures'),
     'synth':      ('harlib.synthetic:main',  'write synthetic paired IMU-video data in a real dataset layout'),
+    'towers':     ('harlib.towers:main',     'pretrain the video towers on a separate labelled synthetic video corpus'),
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
     'downstream': ('harlib.downstream:main', 'evaluate an encoder: few-shot probing / fine-tuning / zero-shot / retrieval'),
     'embed':      ('harlib.embed:main',      'write one row per window with its embedding (parquet), optionally a UMAP map'),

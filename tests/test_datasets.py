@@ -2,9 +2,10 @@
 import numpy as np, pandas as pd, pytest, torch
 from pathlib import Path
 from harlib.datasets import load, BadInput, check_splits, LeakError, fewshot, subject_split, WindowDataset, Rec
-from harlib.synthetic import write
+from harlib.synthetic import write, MMEA_CLASSES
 from harlib.video import frame_number
 import badinput as bad
+N_MMEA = 2 * len(MMEA_CLASSES)   # the fixture: 2 subjects x 1 clip per class (23 classes in world v2)
 
 QUIET = dict(log=lambda *a: None)
 
@@ -23,7 +24,7 @@ def mmea_file(root, kind, cls='4_fall', clip='s000_000'):
 
 def test_mmea_labels_pairs_and_splits(fx):
     ds = load('mmea', fx['mmea'], with_video=True, size=32)
-    assert len(ds) == 14 and not ds.report
+    assert len(ds) == N_MMEA and not ds.report          # one clip per subject and class (23 classes in world v2)
     lab = dict(zip(ds.index['recording'], ds.index['label']))
     assert lab['12_standing/s000_000'] == 11 and ds.classes[11] == 'standing' and lab['1_upstairs/s001_000'] == 0
     lists = {}
@@ -189,18 +190,18 @@ def test_mmea_bad_input_lenient_and_strict(fx, tmp_path, case):
     root = bad.copy(fx['mmea'], tmp_path / 'm'); f = mmea_file(root, kind); damage(f)
     ds = load('mmea', root, with_video=vid, size=32)
     assert ds.report == {reason: 1}, ds.report
-    assert len(ds) == 13 and '4_fall/s000_000' not in set(ds.index['recording'])
+    assert len(ds) == N_MMEA - 1 and '4_fall/s000_000' not in set(ds.index['recording'])
     with pytest.raises(BadInput, match=reason) as e: load('mmea', root, strict=True, with_video=vid, size=32)
     assert 's000_000' in str(e.value) and '4_fall' in str(e.value)
 
 def test_short_nan_runs_are_interpolated_not_skipped(fx, tmp_path):
     root = bad.copy(fx['mmea'], tmp_path / 'm'); bad.nan_run(mmea_file(root, 'sensor'), 100, 3)
-    ds = load('mmea', root, strict=True); assert len(ds) == 14 and np.isfinite(ds.imu_windows()).all()
+    ds = load('mmea', root, strict=True); assert len(ds) == N_MMEA and np.isfinite(ds.imu_windows()).all()
 
 def test_unknown_class_folder(fx, tmp_path):
     root = bad.copy(fx['mmea'], tmp_path / 'm'); base = root / 'UESTC-MMEA-CL'
     (base / 'sensor' / 'misc').mkdir(); (base / 'sensor' / 'misc' / 'a.csv').write_text('1,2,3,4,5,6\n')
-    ds = load('mmea', root); assert ds.report == {'unknown_class_folder': 1} and len(ds) == 14
+    ds = load('mmea', root); assert ds.report == {'unknown_class_folder': 1} and len(ds) == N_MMEA
     with pytest.raises(BadInput, match='misc: unknown_class_folder'): load('mmea', root, strict=True)
 
 def test_pd_non_monotonic_timestamps_and_nan_run(fx, tmp_path):
@@ -241,8 +242,8 @@ def test_fill_video_cache_drops_clips_that_fail_only_while_decoding(fx, tmp_path
     write_video(v, noise, fps=25, faststart=True)                     # header first: probing succeeds ...
     v.write_bytes(v.read_bytes()[: v.stat().st_size // 4])            # ... but the frames of the centre 5 s are gone
     ds = load('mmea', root, with_video=True, size=32, video_cache=tmp_path / 'c')
-    assert len(ds) == 14
+    assert len(ds) == N_MMEA
     ds.fill_video_cache(num_workers=2)
-    assert len(ds) == 13 and ds.report == {'bad_video': 1} and '4_fall/s000_000' not in set(ds.index['recording'])
+    assert len(ds) == N_MMEA - 1 and ds.report == {'bad_video': 1} and '4_fall/s000_000' not in set(ds.index['recording'])
     with pytest.raises(BadInput, match='bad_video'):
         load('mmea', root, with_video=True, size=32, video_cache=tmp_path / 'c2', strict=True).fill_video_cache()

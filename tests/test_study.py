@@ -82,3 +82,15 @@ def test_every_evaluation_passes_the_audit_and_cis_stay_in_range(smoke):
     s = pd.read_csv(smoke / 'tables' / 'fewshot_all.csv')
     assert s.ci_lo.dropna().between(0, 1).all() and s.ci_hi.dropna().between(0, 1).all()
     assert s[s.n < 3].ci_lo.isna().all()
+
+def test_quickstart_loads_the_pretrained_towers(tmp_path):
+    from harlib.study import METHODS, TARGETS
+    s = Study(tmp_path / 'qs', PLANS['quickstart'])
+    ours, rand, mae = (s.pretrain_params(m) for m in ('cross_sigmoid', 'cross_randtower', 'imu_mae'))
+    assert f'--video_weights={tmp_path / "qs" / "towers" / "videomae"}' in ours['extra_args'] and ours['freeze_video']
+    assert '--video_weights' in s.pretrain_params('imu2clip')['extra_args'] and 'towers/clip' in s.pretrain_params('cross_clip')['extra_args']
+    assert '--video_weights' not in rand['extra_args'] and rand['freeze_video']          # the random-init-tower ablation row
+    assert not mae['freeze_video'] and ours['lr'] == PLANS['quickstart']['pretrain']['lr']
+    assert 'cross_randtower' in PLANS['quickstart']['pretrain']['methods'] and 'towers' in PLANS['quickstart']['data']
+    assert len(s.target_params('Aplus_mmea_like')['classes']) >= 20 and s.target_params('A_mmea_like')['classes'] is None
+    assert {'zeroshot', 'retrieval'} <= set(PLANS['quickstart']['evaluate']['modes']['imu2clip'])

@@ -95,7 +95,7 @@ def test_counts_are_one_conversion():
 
 def test_package_reexports_the_former_names():
     import harlib.synthetic as syn, harlib.constants as constants
-    assert [n for n in syn.__all__ if not hasattr(syn, n)] == [] and len(syn.__all__) == 46
+    assert [n for n in syn.__all__ if not hasattr(syn, n)] == [] and len(syn.__all__) == 49   # 46 + world v2: HAND_ACTIVITIES, SEATED, activity_strip
     assert syn.PD_CLASSES is constants.PD_CLASSES and syn.write.__module__ == 'harlib.synthetic.layouts'
     assert syn.simulate.__module__ == 'harlib.synthetic.sessions' and syn.main is syn.layouts.main
 
@@ -109,10 +109,82 @@ def test_parkinsonian_shift_lowers_a_general_classifier():
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import balanced_accuracy_score
     acts = ['standing', 'sitting', 'walking', 'turning']
-    mk = lambda pop, seeds: [simulate(s, labelled_program(2, s, i, clip_s=15, activities=acts), seed=i, placements=('chest',),
+    mk = lambda pop, seeds: [simulate(s, labelled_program(3, s, i, clip_s=15, activities=acts), seed=i, placements=('chest',),
                                       video=False) for i in seeds for s in [make_subject(i, pop)]]
+    # world v2's nuisance (drift, jitter, head motion, style) needs 6 training subjects x 3 min where v1 needed 4 x 2
     (Xt, yt, _), (Xh, yh, _), (Xp, yp, _) = (labelled_windows(mk(p, r), 'chest') for p, r in
-                                             (('general', range(4)), ('general', range(50, 53)), ('parkinsonian', range(60, 63))))
+                                             (('general', range(6)), ('general', range(50, 53)), ('parkinsonian', range(60, 63))))
     clf = RandomForestClassifier(100, random_state=0).fit(window_features(Xt), yt)
     gen, park = (balanced_accuracy_score(y, clf.predict(window_features(X))) for X, y in ((Xh, yh), (Xp, yp)))
     assert gen > park + 0.1, (gen, park)
+
+# --- world v2 (issue 13) ---
+from harlib.synthetic.body import HAND_ACTIVITIES, SEATED, rot
+from harlib.synthetic.camera import scene
+
+def test_world_v2_activity_set():
+    assert len(ACTIVITIES) >= 20 and len(set(ACTIVITIES)) == len(ACTIVITIES)
+    assert ACTIVITIES[:12] == ['standing', 'sitting', 'lying', 'walking', 'running', 'stairs_up', 'stairs_down',
+                               'sit_to_stand', 'stand_to_sit', 'turning', 'bending', 'falling']   # v1 label indices unchanged
+    assert len(HAND_ACTIVITIES) >= 10 and set(MMEA_CLASSES.values()) - {'sit_stand'} <= set(ACTIVITIES) and len(MMEA_CLASSES) >= 20
+
+@pytest.mark.parametrize('population', ['general', 'parkinsonian'])
+def test_day_programme_covers_every_activity(population):
+    s = make_subject(3, population); prog = day_program(60, s, seed=3); got = {}
+    for a, d in prog: got[a] = got.get(a, 0) + d
+    assert abs(sum(got.values()) - 3600) < 1e-6
+    for a in ACTIVITIES:
+        if population == 'parkinsonian' and a == 'running': assert a not in got; continue
+        assert got.get(a, 0) >= 5, (a, got.get(a, 0))                # falls and transitions included
+    assert got['walking'] < 0.25 * 3600                               # no activity swamps the day
+
+def test_parkinsonian_rest_tremor_band():
+    for sev in (0.5, 1.0):
+        s = make_subject(21, 'parkinsonian', severity=sev)
+        ses = simulate(s, [('standing', 30)], seed=0, placements=('wrist', 'chest'), video=False)
+        g = ses.imu['wrist']['gyro'][250:]; f = np.fft.rfftfreq(len(g), 1 / 50)
+        P = (np.abs(np.fft.rfft(g - g.mean(0), axis=0)) ** 2).sum(1)
+        assert 4 <= f[P.argmax()] <= 6, f[P.argmax()]
+        c = ses.imu['chest']['gyro'][250:]; Pc = (np.abs(np.fft.rfft(c - c.mean(0), axis=0)) ** 2).sum(1)
+        assert Pc[(f >= 4) & (f <= 6)].sum() > Pc[(f > 6.5) & (f < 15)].sum()        # the chest feels the tremor band too
+    gen = make_subject(21)
+    assert not 4 <= gen.tremor_hz <= 6 and gen.tremor_amp < make_subject(21, 'parkinsonian', severity=0.5).tremor_amp / 50
+
+def _in_view(ses, key, t):
+    "Whether body point `key` projects inside the egocentric frame at times `t`."
+    p = ses.kinematics(t); R = p['R_head'] @ rot('y', np.full(len(t), 0.25)); f = np.tan(np.radians(scene(ses.size).fov) / 2)
+    c = np.einsum('nji,nj->ni', R, p[key] - p['eye'])
+    return (c[:, 0] > 0.05) & (np.abs(c[:, 1]) < f * c[:, 0]) & (np.abs(c[:, 2]) < f * c[:, 0])
+
+@pytest.mark.parametrize('activity', ['eating', 'typing', 'reading', 'writing', 'washing_hands', 'wiping_table', 'stirring', 'carrying_box'])
+def test_hands_visible_in_hand_activities(activity):
+    s = make_subject(5); ses = simulate(s, clip_program(activity, 8, s), seed=1, size=48, fps=5)
+    t = ses.frame_t[(ses.frame_t > 1) & (ses.frame_t < 7)]
+    assert _in_view(ses, 'wrist' + s.handed, t).mean() > 0.6, activity
+    fr = ses.frames[(ses.frame_t > 1) & (ses.frame_t < 7)].astype(float)
+    skin = np.asarray(s.colors['skin'], float); shade = (fr * skin).sum(-1) / (skin @ skin)        # pixels of the skin hue
+    hue = np.abs(fr - shade[..., None] * skin).max(-1) < 12
+    if activity != 'carrying_box': assert (hue & (shade > 0.5)).mean() > 0.002, activity            # hands drawn (the box hides them)
+    walk = simulate(s, clip_program('walking', 8, s), seed=1, size=48, fps=5, video=False)
+    assert _in_view(walk, 'wrist' + s.handed, t).mean() < 0.5                                       # but not while walking
+
+def test_sensor_nuisance_bias_drift_jitter():
+    s = make_subject(8)
+    clean = simulate(s, [('standing', 120)], seed=0, video=False, noise=False)
+    noisy = simulate(s, [('standing', 120)], seed=0, video=False)
+    a, b = noisy.imu['head']['gyro'][:1500].mean(0), noisy.imu['head']['gyro'][-1500:].mean(0)
+    assert np.abs(a - b).max() > 1e-4                                   # the bias drifts
+    assert np.abs(noisy.imu['head']['acc'] - clean.imu['head']['acc']).mean() > 0.01
+    assert 0 < s.jitter < 0.01 and s.handed in 'LR' and 0 <= s.room < 8
+
+def test_tower_corpus_is_disjoint_from_the_study_corpora():
+    from harlib.towers import tower_subjects, check_tower_disjoint, TOWER_LABELS
+    from harlib.study import TARGETS, MMEA_PLUS_CLASSES
+    from harlib.datasets.splits import LeakError
+    tw = tower_subjects(12)
+    study = [make_subject((s * 1) * 1000 + i, pop) for s, pop in ((1, 'general'), (2, 'general'), (3, 'parkinsonian')) for i in range(40)]
+    meta = dict(subjects=[x.id for x in tw], rooms=[x.room for x in tw])
+    check_tower_disjoint(meta, [x.id for x in study], [x.room for x in study])
+    with pytest.raises(LeakError): check_tower_disjoint(meta, [tw[0].id], [])
+    assert not set(TOWER_LABELS) & set(MMEA_PLUS_CLASSES) and not set(TOWER_LABELS) & set(PD_CLASSES)   # a taxonomy of its own
+    assert len(MMEA_PLUS_CLASSES) >= 20 and 'classes' in TARGETS['Aplus_mmea_like']

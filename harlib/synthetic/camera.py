@@ -31,9 +31,10 @@ def _blur2(x, k):
 
 def _textures(seed: int = 0):
     "Floor texture (512² texels of 2 cm: planks, grout, rugs) and a wall panorama (128 x 512), both RGB float."
-    rng = np.random.default_rng([seed, 99]); u = np.arange(TEX)
-    plank = ((u[:, None] // 16) % 2) * 0.12 + 0.06 * np.sin(u[None, :] / 3.0 + (u[:, None] // 16) * 1.7)
-    base = np.array([150, 120, 90.]) * (0.85 + plank[..., None] + 0.04 * rng.standard_normal((TEX, TEX, 1)))
+    rng = np.random.default_rng([seed, 99]); u = np.arange(TEX); pw = 16 if seed == 0 else int(rng.choice([8, 12, 16, 24, 32]))
+    plank = ((u[:, None] // pw) % 2) * 0.12 + 0.06 * np.sin(u[None, :] / 3.0 + (u[:, None] // pw) * 1.7)
+    floor = np.array([150, 120, 90.]) if seed == 0 else rng.uniform([70, 60, 50], [220, 200, 180])  # room 0 keeps v1's floor
+    base = floor * (0.85 + plank[..., None] + 0.04 * rng.standard_normal((TEX, TEX, 1)))
     tint = 1 + np.concatenate([0.15 * rng.standard_normal((8, 8, 1))] * 3, 2) + 0.05 * rng.standard_normal((8, 8, 3))
     tint = np.repeat(np.repeat(tint, TEX // 8, 0), TEX // 8, 1)
     base *= _blur2(np.concatenate([tint[-32:], tint, tint[:32]])[:, :, :], 64)[32:-32]
@@ -54,7 +55,7 @@ def _textures(seed: int = 0):
     return fine.clip(0, 255), pan
 
 # %% ../../nbs/01c_synthetic.camera.ipynb #c033
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=12)
 def _luts(seed: int = 0):
     "Textures and packed lookup tables shared by every image size: floor (distance-blurred and fogged), dark steps, walls."
     fine, pan = _textures(seed)
@@ -65,7 +66,7 @@ def _luts(seed: int = 0):
 
 # %% ../../nbs/01c_synthetic.camera.ipynb #c034
 class Scene:
-    "Camera rays and textures for square images of `size` pixels with horizontal field of view `fov` degrees."
+    "Camera rays and textures (of room `seed`) for square images of `size` pixels with horizontal field of view `fov` degrees."
     def __init__(self, size: int = 112, fov: float = 90, seed: int = 0):
         if not 16 <= size <= 512: raise ValueError(f'image size {size} outside 16..512 px')
         self.size, self.fov = size, fov; self.f = f = np.tan(np.radians(fov) / 2)
@@ -203,7 +204,7 @@ def render(sc: Scene, # rays and textures for one image size
     _draw_spheres(sc, col.reshape(B, -1), depth.reshape(B, -1), eye, R, (Dx, Dy, Dz), spheres)
     return unpack(col)
 
-@functools.lru_cache(maxsize=8)
-def scene(size: int = 112, fov: float = 90) -> Scene:
-    "A cached `Scene` for square frames of `size` px."
-    return Scene(size, fov)
+@functools.lru_cache(maxsize=24)
+def scene(size: int = 112, fov: float = 90, room: int = 0) -> Scene:
+    "A cached `Scene` for square frames of `size` px in room `room` (its floor and wall textures)."
+    return Scene(size, fov, room)

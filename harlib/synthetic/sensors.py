@@ -8,7 +8,7 @@ __all__ = ['SENSOR_POINT', 'to_counts', 'imu_counts']
 # %% ../../nbs/01b_synthetic.sensors.ipynb #n014
 import numpy as np
 from ..imu import G  # standard gravity (m/s^2)
-from .body import PLACEMENTS, Subject, rotvec
+from .body import PLACEMENTS, Subject, rotvec, smooth_noise
 
 # %% ../../nbs/01b_synthetic.sensors.ipynb #c030
 SENSOR_POINT = dict(head=('eye', 'R_head'), chest=('chest', 'R_torso'), wrist=('wristL', 'R_forearmL'))
@@ -20,10 +20,16 @@ def _imu(s: Subject, pose: dict, placement: str, fs: float, k: int, rng, noise: 
     acc = np.empty_like(p); acc[1:-1] = (p[2:] - 2 * p[1:-1] + p[:-2]) * fs * fs; acc[0], acc[-1] = acc[1], acc[-2]
     f = acc + np.array([0, 0, G])
     gyr = np.empty_like(p); gyr[1:-1] = rotvec(np.swapaxes(R[:-2], 1, 2) @ R[2:]) * fs / 2; gyr[0], gyr[-1] = gyr[1], gyr[-2]
-    f_s = np.einsum('nji,nj->ni', R, f)[::k]; g_s = gyr[::k]
+    f_b = np.einsum('nji,nj->ni', R, f)
+    if noise and s.jitter > 0:     # the device samples on its own jittery clock: values read between kinematic samples
+        q = np.clip(np.arange(0, len(p), k) + rng.normal(0, s.jitter * fs, -(-len(p) // k)), 0, len(p) - 1.001)
+        i0 = q.astype(int); w = (q - i0)[:, None]
+        f_s, g_s = f_b[i0] * (1 - w) + f_b[i0 + 1] * w, gyr[i0] * (1 - w) + gyr[i0 + 1] * w
+    else: f_s, g_s = f_b[::k], gyr[::k]
     if noise:
-        f_s = f_s + s.acc_bias[placement] + s.acc_noise * rng.standard_normal(f_s.shape)
-        g_s = g_s + s.gyro_bias[placement] + s.gyro_noise * rng.standard_normal(g_s.shape)
+        n = len(f_s); drift = s.drift * smooth_noise(rng, n, fs / k, 60, 6) if n > 10 else np.zeros((n, 6))   # slow bias drift
+        f_s = f_s + s.acc_bias[placement] + drift[:, :3] + s.acc_noise * rng.standard_normal(f_s.shape)
+        g_s = g_s + s.gyro_bias[placement] + 0.1 * drift[:, 3:] + s.gyro_noise * rng.standard_normal(g_s.shape)
     f_s = np.clip(f_s, -16 * G, 16 * G); g_s = np.clip(g_s, -np.radians(2000), np.radians(2000))
     return dict(t=np.arange(len(f_s)) * k / fs, acc=f_s.astype(np.float32), gyro=g_s.astype(np.float32))
 

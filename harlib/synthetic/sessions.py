@@ -9,8 +9,9 @@ __all__ = ['Session', 'simulate', 'corpus']
 import numpy as np, functools
 from dataclasses import dataclass, field
 from concurrent.futures import ThreadPoolExecutor
-from .body import (
-    PLACEMENTS, STAIR_RISE, STAIR_TREAD, Subject, rot, make_subject, day_program, labelled_program, _channels, _trajectory, _pose)
+from harlib.synthetic.body import (
+    ACTIVITIES, PLACEMENTS, STAIR_RISE, STAIR_TREAD, SEATED, Subject, rot, make_subject, day_program, labelled_program, _channels,
+    _trajectory, _pose)
 from .sensors import _imu, imu_counts
 from .camera import Scene, render, scene
 
@@ -59,15 +60,31 @@ class Session:
                 f'@{self.rate} Hz, frames={fr})')
 
 # %% ../../nbs/01d_synthetic.sessions.ipynb #c044
+_STATION = {  # activity -> furniture in front of the body: (distance m, half sizes, top height m, colour)
+    'sitting': (0.75, (0.35, 0.35), 0.72, (120, 80, 50)), 'brushing_teeth': (0.5, (0.25, 0.3), 0.85, (235, 235, 240)),
+    'washing_hands': (0.5, (0.25, 0.3), 0.85, (235, 235, 240)), 'wiping_table': (0.7, (0.4, 0.5), 0.75, (150, 110, 70)),
+    'stirring': (0.55, (0.3, 0.6), 0.9, (90, 90, 95)), 'opening_door': (0.75, (0.05, 0.45), 2.0, (110, 70, 40))}
+_STATION.update({a: _STATION['sitting'] for a in SEATED})
+_ON_TOP = {  # activity -> a thing on the furniture: (forward offset m, half sizes, colour)
+    'eating': (-0.2, (0.12, 0.12, 0.015), (245, 245, 245)), 'typing': (-0.15, (0.08, 0.22, 0.015), (40, 40, 45)),
+    'writing': (-0.15, (0.15, 0.11, 0.005), (250, 250, 250)), 'stirring': (-0.2, (0.12, 0.12, 0.1), (60, 60, 70)),
+    'washing_hands': (-0.05, (0.12, 0.18, 0.02), (150, 190, 220))}
+
 def _objects(s: Subject, tr: dict, segs: list, fs: float, rng) -> list:
-    "World-fixed boxes: a table in front of each seat, an item for each pick-up, landmarks beside walks."
+    "World-fixed boxes: furniture in front of each seat and station, what lies on it, an item for each pick-up, landmarks beside walks."
     objs, N = [], len(tr['psi'])
     at = lambda t: min(int(t * fs), N - 1)
     for t0, t1, a in segs:
-        if a == 'sitting':
-            i = at(t0 + 0.3 * (t1 - t0)); h = np.array([np.cos(tr['psi'][i]), np.sin(tr['psi'][i]), 0])
-            c = tr['pos'][i] + 0.75 * h; c[2] = tr['floor'][i] + 0.36; half = np.array([0.35, 0.35, 0.36])
-            objs.append((t0 - 3, t1 + 3, c - half, c + half, (120, 80, 50)))
+        if a in _STATION:
+            dist, (hx, hy), top, colour = _STATION[a]
+            i = at(t0 + 0.3 * (t1 - t0)) if a != 'opening_door' else at(t0); h = np.array([np.cos(tr['psi'][i]), np.sin(tr['psi'][i]), 0])
+            c = tr['pos'][i] + dist * h; c[2] = tr['floor'][i] + top / 2; half = np.array([hx, hy, top / 2])
+            if abs(h[1]) > abs(h[0]): half = half[[1, 0, 2]]                                  # boxes are axis-aligned
+            objs.append((t0 - 3, t1 + 3, c - half, c + half, colour))
+            if a in _ON_TOP:
+                off, hs, col2 = _ON_TOP[a]; c2 = c + off * h; hs = np.array(hs); c2[2] = tr['floor'][i] + top + hs[2]
+                if abs(h[1]) > abs(h[0]): hs = hs[[1, 0, 2]]
+                objs.append((t0 - 1, t1 + 1, c2 - hs, c2 + hs, col2))
         elif a == 'bending':
             i = at((t0 + t1) / 2); h = np.array([np.cos(tr['psi'][i]), np.sin(tr['psi'][i]), 0])
             c = tr['pos'][i] + 0.55 * h; c[2] = tr['floor'][i] + 0.06
@@ -78,6 +95,13 @@ def _objects(s: Subject, tr: dict, segs: list, fs: float, rng) -> list:
             c[2] = tr['floor'][i] + hz; half = np.array([0.3, 0.3, hz])
             objs.append((t0 - 2, t1 + 2, c - half, c + half, tuple(rng.integers(40, 230, 3))))
     return objs
+
+_HELD = {  # activity -> what the dominant hand holds: (radius m, colour, offset along the forearm m)
+    'eating': (0.02, (200, 200, 210), 0.06), 'drinking': (0.045, (40, 90, 200), 0.05), 'phone_call': (0.04, (20, 20, 25), 0.04),
+    'writing': (0.012, (30, 30, 160), 0.05), 'brushing_teeth': (0.018, (240, 240, 250), 0.07), 'wiping_table': (0.05, (240, 200, 40), 0.05),
+    'stirring': (0.02, (150, 100, 60), 0.08)}
+_CARRIED = {'reading': ((0.1, 0.1, 0.02), (240, 235, 220)), 'carrying_box': ((0.2, 0.2, 0.15), (170, 130, 80))}  # between both hands
+
 
 # %% ../../nbs/01d_synthetic.sessions.ipynb #c045
 def simulate(subject: Subject, # who moves
@@ -113,7 +137,7 @@ def _render_session(self: Session, t0: float = 0, t1: float = None, fps: float =
     fps, size = fps or self.fps, size or self.size; t1 = self.duration if t1 is None else t1
     ft = np.arange(int(np.ceil(t0 * fps - 1e-9)), int(np.ceil(t1 * fps - 1e-9))) / fps
     if view not in ('ego', 'third'): raise ValueError(f"unknown view {view!r}; choose 'ego' or 'third'")
-    sc, N = scene(size), len(self._tr['psi'])
+    sc, N = scene(size, room=self.subject.room), len(self._tr['psi'])
     idx = np.clip(np.round(ft * self._fs).astype(int), 0, N - 1)
     chunks = [slice(i, i + batch) for i in range(0, len(ft), batch)]
     work = lambda sl: self._render_idx(sc, idx[sl], ft[sl], view)
@@ -133,7 +157,7 @@ def _render_idx(self: Session, sc: Scene, idx, ft, view):
     col = {k: np.asarray(v, np.float32) for k, v in s.colors.items()}
     if view == 'ego':
         eye, R = pose['eye'], pose['R_head'] @ rot('y', np.full(B, 0.25))
-        sph = [(_part(pose, k), r, col[c]) for k, r, c in _EGO_PARTS]
+        sph = [(_part(pose, k), r, col[c]) for k, r, c in _EGO_PARTS] + self._held(pose, ft)
     else:
         tgt = pose['pelvis'] + [0, 0, 0.2]; left = np.stack([-hd[:, 1], hd[:, 0]], 1)
         eye = tgt + np.concatenate([-1.9 * hd + 1.1 * left, np.full((B, 1), 0.6)], 1); R = _look_at(eye, tgt)
@@ -144,7 +168,33 @@ def _render_idx(self: Session, sc: Scene, idx, ft, view):
     for o0, o1, lo, hi, bc in self._objects:
         fi = np.nonzero((ft >= o0) & (ft < o1))[0]
         if len(fi): boxes.append((fi, np.repeat(lo[None], len(fi), 0), np.repeat(hi[None], len(fi), 0), np.repeat([bc], len(fi), 0)))
+    if view == 'ego': boxes += self._carried(pose, ft)
     return render(sc, eye, R, floor, boxes, sph)
+
+def _frame_activity(self: Session, ft) -> np.ndarray:
+    "The activity (segment name) at frame times `ft`."
+    ends = np.array([e for _, e, _ in self.segments]); i = np.minimum(np.searchsorted(ends, ft, side='right'), len(ends) - 1)
+    return np.array([a for _, _, a in self.segments], dtype=object)[i]
+
+def _held(self: Session, pose, ft) -> list:
+    "Spheres for objects in the dominant hand (centres NaN in frames without them: never drawn)."
+    act, side, out = self._frame_activity(ft), self.subject.handed, []
+    for a, (r, colour, off) in _HELD.items():
+        on = act == a
+        if not on.any(): continue
+        w, e = pose['wrist' + side], pose['elbow' + side]; d = (w - e) / np.linalg.norm(w - e, axis=1, keepdims=True)
+        c = np.where(on[:, None], w + off * d, np.nan); out.append((c, r, np.asarray(colour, np.float32)))
+    return out
+
+def _carried(self: Session, pose, ft) -> list:
+    "Boxes held between both hands (a book, a box), one per frame that shows them."
+    act, out = self._frame_activity(ft), []
+    for a, (half, colour) in _CARRIED.items():
+        fi = np.nonzero(act == a)[0]
+        if not len(fi): continue
+        c = 0.5 * (pose['wristL'][fi] + pose['wristR'][fi]) + [0, 0, half[2] * 0.6]
+        out.append((fi, c - half, c + half, np.repeat([colour], len(fi), 0)))
+    return out
 
 def _kinematics(self: Session, t) -> dict:
     "Ground-truth body pose (world rotations [n,3,3] and positions [n,3] of body parts) at times `t` (s)."
@@ -152,6 +202,7 @@ def _kinematics(self: Session, t) -> dict:
     return _pose(self.subject, self._tr, idx)
 
 Session.render, Session._render_idx, Session.kinematics = _render_session, _render_idx, _kinematics
+Session._frame_activity, Session._held, Session._carried = _frame_activity, _held, _carried
 
 # %% ../../nbs/01d_synthetic.sessions.ipynb #n032
 @functools.lru_cache(maxsize=4)
