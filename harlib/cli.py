@@ -60,6 +60,7 @@ COMMANDS = {  # subcommand -> (module:function, one-line help)
     'study':      ('harlib.study:main',      'run a whole study (quickstart, smoke) and compare it with the committed reference'),
     'audit':      ('harlib.evaluate_splits:main', 'check every splits.json under a run folder: no group in train and test, repeats differ'),
     'docs':       ('harlib.docs:main',       'build the static HTML docs site offline from the notebooks'),
+    'prepare':    ('harlib.prepare:main',    'prepare Ego4D once: a memory-mapped IMU store (+ --video), frozen-tower embeddings'),
 }
 
 # %% ../nbs/11_cli.ipynb #c005
