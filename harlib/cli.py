@@ -52,7 +52,7 @@ def run(prog: str, body, argv=None) -> int:
 
 # %% ../nbs/11_cli.ipynb #c004
 COMMANDS = {  # subcommand -> (module:function, one-line help)
-    'bench':      ('harlib.bench:main',      'time one part of harlib (imu, synth, data, model, pretrain, eval) and print its figures'),
+    'bench':      ('harlib.bench:main',      'time one part of harlib (imu, synth, data, model, pretrain, eval, prepare, video) and print its figures'),
     'synth':      ('harlib.synthetic:main',  'write synthetic paired IMU-video data in a real dataset layout'),
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
     'downstream': ('harlib.downstream:main', 'evaluate an encoder: few-shot probing / fine-tuning / zero-shot / retrieval'),
