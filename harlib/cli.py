@@ -52,7 +52,7 @@ def run(prog: str, body, argv=None) -> int:
 
 # %% ../nbs/11_cli.ipynb #c004
 COMMANDS = {  # subcommand -> (module:function, one-line help)
-    'bench':      ('harlib.bench:main',      'time one part of harlib (imu, synth, data, model, pretrain, eval) and print its figures'),
+    'bench':      ('harlib.bench:main',      'time one part of harlib (imu, synth, data, model, pretrain, eval, prepare, video) and print its figures'),
     'synth':      ('harlib.synthetic:main',  'write synthetic paired IMU-video data in a real dataset layout'),
     'towers':     ('harlib.towers:main',     'pretrain the video towers on a separate labelled synthetic video corpus'),
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
@@ -61,6 +61,7 @@ COMMANDS = {  # subcommand -> (module:function, one-line help)
     'study':      ('harlib.study:main',      'run a whole study (quickstart, smoke) and compare it with the committed reference'),
     'audit':      ('harlib.evaluate_splits:main', 'check every splits.json under a run folder: no group in train and test, repeats differ'),
     'docs':       ('harlib.docs:main',       'build the static HTML docs site offline from the notebooks'),
+    'prepare':    ('harlib.prepare:main',    'prepare Ego4D once: a memory-mapped IMU store (+ --video), frozen-tower embeddings'),
 }
 
 # %% ../nbs/11_cli.ipynb #c005

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'make_parser', 'resolve', 'parse_args', 'warmup_cosine', 'warmup_steps', 'data_opts', 'dataset_loader',
            'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'window_ids', 'match_cache',
-           'Trainer', 'main']
+           'embedding_store', 'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
 import argparse, builtins, contextlib, json, logging, math, sys, time
@@ -41,7 +41,7 @@ def _flags(p):
     g('--weight_decay', type=float, default=0.01, help='AdamW weight decay (not on biases and norms)')
     g('--warmup', type=float, default=0.05, help='linear warmup: a fraction of all steps if < 1, else a step count')
     g('--clip_grad', type=float, default=1.0, help='gradient-norm clipping (0: off)')
-    g('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='auto: bf16 (or fp16) on CUDA, fp32 on CPU')
+    g('--precision', default='auto', choices=['auto', 'fp32', 'bf16', 'fp16'], help='auto: bf16 (or fp16) on CUDA, fp32 on CPU; bf16 runs on CPU too')
     g('--clip_len', type=int, default=10, help='video frames per 5-s window')
     g('--num_workers', type=int, default=2, help='DataLoader workers per process')
     g('--freeze_video', action='store_true', help='keep the video encoder fixed (imu2clip always does)')
@@ -216,6 +216,18 @@ def match_cache(cache: VideoCache, ds) -> tuple:
         ds, rows = ds.subset(~miss), rows[~miss]
     return ds, rows
 
+# %% ../nbs/07_pretrain.ipynb #d016a002
+def embedding_store(a, model):
+    "The `harlib prepare embed` store of this run's frozen video encoder (see above), or None."
+    from harlib.prepare import EmbStore, emb_dir, encoder_key, is_store
+    named = Path(a.video_cache) if (Path(a.video_cache) / 'meta.json').is_file() and (Path(a.video_cache) / 'recordings.json').is_file() else None
+    if named is None and not is_store(a.data_root): return None
+    key = encoder_key(video_backbone(model), a.clip_len, image_size(model)); path = named or emb_dir(a.data_root, key)
+    if not (path / 'meta.json').is_file(): return None
+    emb = EmbStore(path)
+    if emb.meta.get('key') != key: raise UsageError(f'{path} holds features of another video encoder (key {emb.meta.get("key")}, this run {key})')
+    log.info(f'video features from the embedding store {path} ({len(emb)} windows)'); return emb
+
 # %% ../nbs/07_pretrain.ipynb #c067
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
@@ -297,6 +309,8 @@ class Trainer:
     def _video_cache(self):
         a, d = self.a, self.d
         if not (a.freeze_video and self.wants_video) or a.video_cache == 'none': return None
+        emb = embedding_store(a, self.model)              # features `harlib prepare embed` computed once
+        if emb is not None: return emb
         ds = load_data(a, True, image_size(self.model)); enc = video_backbone(self.model)
         desc = dict(model=a.model, preset=a.preset, dataset=a.dataset, clip_len=a.clip_len, n=len(ds), opts=data_opts(a), size=image_size(self.model),
                     root=str(Path(a.data_root).resolve()) if a.data_root else None, encoder=str(getattr(enc, 'config', '')))

@@ -11,15 +11,16 @@ import torch
 
 # %% ../nbs/07b_steps.ipynb #c051
 def amp_context(precision: str, device: str):
-    "autocast for bf16/fp16 on CUDA; nothing otherwise."
-    if precision in ('bf16', 'fp16') and device.startswith('cuda'):
-        return torch.autocast('cuda', dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
+    "autocast: bf16 on CUDA or CPU, fp16 on CUDA; nothing otherwise."
+    if precision == 'bf16': return torch.autocast('cuda' if device.startswith('cuda') else 'cpu', dtype=torch.bfloat16)
+    if precision == 'fp16' and device.startswith('cuda'): return torch.autocast('cuda', dtype=torch.float16)
     return contextlib.nullcontext()
 
 def pick_precision(precision: str, device: str) -> str:
-    "--precision auto: bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on CPU."
-    if precision != 'auto': return precision if device.startswith('cuda') else 'fp32'
-    if not device.startswith('cuda'): return 'fp32'
+    "--precision auto: bf16 on a CUDA device that supports it, else fp16 on CUDA, fp32 on CPU; bf16 asked for runs on CPU too."
+    cuda = device.startswith('cuda')
+    if precision != 'auto': return precision if cuda or precision == 'bf16' else 'fp32'
+    if not cuda: return 'fp32'
     return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
 
 # %% ../nbs/07b_steps.ipynb #c053

@@ -58,6 +58,7 @@ class DatasetConfig:
     split: str = 'subject'         # 'official' (the dataset's lists), 'subject' (subject_split), 'none'
     notes: str = ''                # what is unknown or special
     defaults: dict = field(default_factory=dict)
+    prepared: object = None        # (root, policy, with_video=..., config=..., **DS_OPTS) -> WindowDataset of a prepared store, else None
 
 DATASETS = {}
 ALIASES = DATASET_ALIASES  # harlib.constants' released / older names -> names here (the same dict)
@@ -80,6 +81,15 @@ def _reader_opts(cfg, opts) -> dict:
     if extra: raise ValueError(f'{cfg.name}: unknown option(s) {extra}; options: {sorted(known | set(DS_OPTS) | {"classes", "exclude_classes", "split_seed"})}')
     return {k: v for k, v in opts.items() if k in known}
 
+def _from_reader(cfg, root, policy, with_video, opts) -> WindowDataset:
+    "The dataset built from the recordings `cfg.reader` reads under `root`."
+    recs, names, *more = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
+    opts = {**(more[0] if more else {}), **opts}  # a reader may also return dataset options its files set (the folder spec)
+    if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
+    if not recs: raise ValueError(f'{cfg.name}: no usable recording under {root}' + (f'; skipped: {dict(policy.report)}, e.g. '
+                                  f'{next(iter(policy.report.messages.values()))[0]}' if policy.report else ''))
+    return WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
+
 def load(name, root=None, strict=False, split=None, with_video=False, **opts) -> WindowDataset:
     "Load dataset `name` from `root` as a `WindowDataset` (options: see the dataset's section and `DS_OPTS`)."
     cfg = DATASETS.get(dataset_name(name))
@@ -88,12 +98,8 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     takes = inspect.signature(cfg.reader).parameters   # `classes` names the labels for readers that take it, else selects
     classes = None if 'classes' in takes else opts.pop('classes', None)
     exclude, seed = opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
-    recs, names, *more = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
-    opts = {**(more[0] if more else {}), **opts}  # a reader may also return dataset options its files set (the folder spec)
-    if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
-    if not recs: raise ValueError(f'{cfg.name}: no usable recording under {root}' + (f'; skipped: {dict(policy.report)}, e.g. '
-                                  f'{next(iter(policy.report.messages.values()))[0]}' if policy.report else ''))
-    ds = WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
+    ds = cfg.prepared(root, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts}) if cfg.prepared else None
+    if ds is None: ds = _from_reader(cfg, root, policy, with_video, opts)    # (a prepared store: harlib.prepare)
     if classes is not None or exclude is not None: ds = select_classes(ds, classes, exclude)
     if cfg.split == 'subject' and (ds.index['split'] == '').all() and len(ds): ds.index['split'] = subject_split(ds.index, seed=seed)
     if cfg.split == 'subject': check_splits(ds.index)

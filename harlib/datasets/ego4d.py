@@ -96,5 +96,11 @@ def _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, s
         rec.max_s = min(dur, _check_video(rec.video, rec.video))
     return rec
 
+def _prepared(root, policy, **kw):
+    "The store `harlib prepare ego4d` wrote at `root` as a WindowDataset (memory-mapped, no CSV parsed); None if `root` holds none."
+    from harlib.prepare import is_store, store_dataset
+    return store_dataset(root, policy, **kw) if is_store(root) else None
+
 register(DatasetConfig('ego4d', read_ego4d, SensorSpec(200, placement='head'), subjects='harlib.subject / participant_id if present, else the video uid',
-                       split='subject', notes='IMU timestamps in ms on the video clock; 5-s grid; bad_imu_windows.csv honoured'))
+                       split='subject', notes='IMU timestamps in ms on the video clock; 5-s grid; bad_imu_windows.csv honoured',
+                       prepared=_prepared))
