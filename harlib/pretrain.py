@@ -251,7 +251,7 @@ class Trainer:
     "One pretraining run on this rank: set up in `__init__`, train with `fit()` (see the named steps below)."
     def __init__(self, a, d: Dist):
         self.a, self.d = a, d
-        before = run_snapshot(a.out)
+        before = run_snapshot(a.out) if d.main else None   # only rank 0 creates (and undoes) the run folder
         self.out = prepare_run(a, d); setup_logging(self.out, d)
         try:
             ck = self._read_checkpoint()

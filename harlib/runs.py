@@ -52,8 +52,8 @@ def prepare_run(a, d: Dist) -> Path:
 def run_snapshot(out):
     "What `out` holds before `prepare_run`: its entries' names, or the topmost of its folders that does not exist yet."
     out = Path(out).absolute()
-    if out.is_dir(): return sorted(p.name for p in out.iterdir())
-    return [p for p in [out, *out.parents] if not p.exists()][-1]
+    missing = [p for p in [out, *out.parents] if not p.exists()]
+    return missing[-1] if missing else sorted(p.name for p in out.iterdir())
 
 def unprepare_run(out, before):
     "Undo `prepare_run` after a mistake: delete what was not there (`before`: the `run_snapshot` taken first)."
