@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['TOWER_SEED0', 'TOWER_ROOM0', 'N_TOWER_ROOMS', 'VERB_OBJECT', 'ONE_HANDED', 'TOWER_LABELS', 'tower_label',
            'tower_subjects', 'tower_corpus', 'check_tower_disjoint', 'train_tower', 'save_tower', 'build_towers',
-           'main']
+           'make_parser', 'main']
 
 # %% ../nbs/07d_towers.ipynb #t004
 import numpy as np, json, time, argparse, dataclasses
@@ -128,13 +128,27 @@ def build_towers(out, # folder that receives <out>/videomae and <out>/clip
     (out / 'towers.json').write_text(json.dumps(res, indent=1)); return res
 
 # %% ../nbs/07d_towers.ipynb #t023
+def make_parser():
+    "The `harlib towers` argument parser."
+    from harlib.cli import Parser
+    p = Parser('harlib towers', description='Pretrain the video towers on a separate labelled synthetic video corpus.')
+    g = p.add_argument
+    g('--out', required=True, help='folder for <out>/videomae and <out>/clip (local Hugging Face folders that --video_weights loads)')
+    g('--preset', default='small', choices=['tiny', 'small', 'paper'], help='size of the tower models')
+    g('--size', type=int, default=64, help='frame size of the tower corpus (px)')
+    g('--subjects', type=int, default=12, help='simulated subjects of the tower corpus (disjoint from every study corpus)')
+    g('--clips', type=int, default=2, help='clips per subject and activity')
+    g('--epochs', type=int, default=10, help='training epochs of each tower')
+    g('--lr', type=float, default=1e-3, help='AdamW learning rate of each tower')
+    g('--seed', type=int, default=0, help='random seed of the corpus and the training')
+    g('--kinds', nargs='+', default=['videomae', 'clip'], choices=['videomae', 'clip'], help='which towers to train')
+    return p
+
 def main(argv=None) -> int:
-    "`harlib towers --out DIR [--preset P] [--size PX] [--subjects N] [--clips K] [--epochs E] [--lr LR] [--seed S] [--kinds ...]`"
-    p = argparse.ArgumentParser(prog='harlib towers', description='Pretrain the video towers on a separate labelled synthetic video corpus.')
-    p.add_argument('--out', required=True, help='folder for <out>/videomae and <out>/clip (local Hugging Face folders)')
-    p.add_argument('--preset', default='small', choices=['tiny', 'small', 'paper']); p.add_argument('--size', type=int, default=64)
-    p.add_argument('--subjects', type=int, default=12); p.add_argument('--clips', type=int, default=2, help='per subject and activity')
-    p.add_argument('--epochs', type=int, default=10); p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--kinds', nargs='+', default=['videomae', 'clip'], choices=['videomae', 'clip'])
-    a = p.parse_args(argv)
+    "`harlib towers --out DIR [...]` (a mistake: one line, status 2)."
+    from harlib.cli import run
+    return run('harlib towers', _main, argv)
+
+def _main(argv) -> int:
+    a = make_parser().parse_args(argv)
     build_towers(a.out, a.preset, a.size, a.subjects, a.clips, a.epochs, a.lr, a.seed, tuple(a.kinds)); return 0

@@ -41,7 +41,7 @@ def test_channels_acc_removes_the_gyroscope_and_masks_it(ck, monkeypatch, tmp_pa
         return real(mode, encoder, t, splits, a, store)
     monkeypatch.setattr(dsm, 'run_fewshot', spy)
     a = dsm.parse_args(['--checkpoint', str(ck), '--dataset', 'synthetic', '--data_opt', 'subjects=3', '--data_opt', 'minutes=3',
-                        '--data_opt', 'labelled=true', '--channels', 'acc', '--shots', '2', '--repeats', '1', '--test_per_class', '2',
+                        '--data_opt', 'labelled=true', '--classes', 'standing', 'writing', '--channels', 'acc', '--shots', '2', '--repeats', '1', '--test_per_class', '2',
                         '--epochs', '1', '--quiet', '--out', str(tmp_path / 'acc')])
     dsm.run(a)
     assert seen['mask'].tolist() == [True] * 3 + [False] * 3 and (seen['x'][..., 3:] == 0).all() and (seen['x'][..., :3] != 0).any()
