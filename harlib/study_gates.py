@@ -19,7 +19,7 @@ def no_learning_loss(loss:str, n:int) -> float:
     if loss == 'mae': return 1.0
     raise ValueError(f'no no-learning level for loss {loss!r}')
 
-# %% ../nbs/09b_study_gates.ipynb #159c4238
+# %% ../nbs/09b_study_gates.ipynb #a352f7ba
 def mae_no_learning(run) -> float:
     "No-learning level of a masked-reconstruction run: the mean per-channel variance of its pretraining windows (measured channels)."
     import argparse
