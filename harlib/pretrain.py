@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['log', 'make_parser', 'resolve', 'parse_args', 'warmup_cosine', 'warmup_steps', 'data_opts', 'dataset_loader',
-           'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'window_ids', 'match_cache',
+           'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'match_cache',
            'embedding_store', 'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
@@ -19,6 +19,7 @@ from .distributed import (Dist, setup_dist, teardown_dist, barrier, gather_objec
 from .steps import amp_context, pick_precision, contrastive_step, mae_step
 from .runs import prepare_run, run_snapshot, unprepare_run, MetricsLog, read_metrics, setup_logging, digest, VideoCache
 from .augment import augment
+from .datasets.splits import window_ids
 
 # %% ../nbs/07_pretrain.ipynb #c005
 log = logging.getLogger('harlib.pretrain')
@@ -185,7 +186,7 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     from tqdm.auto import tqdm
     if d.main and not cache.exists:
         dim = getattr(encoder, 'feature_dim', None) or encoder(ds[0]['video'][None].to(d.device)).shape[-1]
-        cache.create(len(ds), dim, meta, keys=window_ids(ds.index) if hasattr(ds, 'index') else None)
+        cache.create(len(ds), dim, meta, keys=window_ids(ds.index['recording'], ds.index['start_s']) if hasattr(ds, 'index') else None)
     barrier(d); cache.open(write=True)
     todo = cache.missing(); mine = todo[d.rank::d.world].tolist()
     if len(todo): log.info(f'video cache {cache.dir}: encoding {len(todo)} of {len(ds)} windows once')
@@ -199,16 +200,12 @@ def fill_cache(cache: VideoCache, ds, encoder: nn.Module, d: Dist, a, meta: dict
     encoder.train(mode); barrier(d)
     return cache.open()
 
-def window_ids(index):
-    "`'<recording>@<start_s>'` per row of a window index (start to the millisecond)."
-    return (index['recording'].astype(str) + '@' + index['start_s'].map(lambda s: f'{s:.3f}')).tolist()
-
 def match_cache(cache: VideoCache, ds) -> tuple:
     "`(ds, rows)`: the windows of `ds` that have a cached video feature, and each one's cache row (looked up by window id)."
     if not hasattr(ds, 'index'):                       # a custom loader without a window index: positions must agree
         if len(ds) != len(cache.feats): raise UsageError(f'video cache {cache.dir} has {len(cache.feats)} rows, the dataset {len(ds)}')
         return ds, np.arange(len(ds))
-    try: rows = cache.rows_for(window_ids(ds.index))
+    try: rows = cache.rows_for(window_ids(ds.index['recording'], ds.index['start_s']))
     except ValueError as e: raise UsageError(str(e)) from e
     miss = rows < 0
     if miss.any():
