@@ -53,7 +53,7 @@ def fewshot(index, k, seed=0, n_test=0, label_col='label', groups=None):
         te.append(rest[:n_test])
     return np.sort(np.concatenate(tr)), np.sort(np.concatenate(te))
 
-# %% ../../nbs/03b_datasets.splits.ipynb #2b40ece3
+# %% ../../nbs/03b_datasets.splits.ipynb #28cad8be
 def window_ids(recording, start_s) -> np.ndarray:
     "Window ids `<recording>@<start_s>` (start in seconds, to the millisecond), one per row."
     return np.array([f'{r}@{float(s):.3f}' for r, s in zip(recording, start_s)], dtype=str)
