@@ -316,6 +316,7 @@ def summary_tables(df) -> dict:
 def report_text(results:list, classes:list) -> str:
     "Per-class recall (mean over repeats) and summed confusion matrices per mode and shot count."
     lines = []
+    if not results: return ''           # only zero-shot / retrieval modes ran: nothing with a confusion matrix
     for (mode, k), g in pd.DataFrame(results).groupby(['mode', 'shots'], sort=False):
         if 'confusion' not in g or g['confusion'].isna().all(): continue
         cm = np.sum([np.array(c) for c in g['confusion']], 0)

@@ -59,7 +59,7 @@ def ablation_table(df, variants: dict, target: str, mode='lp', shots=None, metri
         v = summarize(d[(d.method == meth) & (d.shots == shots)].value)
         rows.append(dict(variant=label, method=meth, target=target, mode=mode, shots=shots, **{metric: _cell(v['mean'], v['sd'], v['ci_lo'], v['ci_hi'], v['n'])},
                          mean=v['mean'], ci_lo=v['ci_lo'], ci_hi=v['ci_hi'], n=v['n']))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=['variant', 'method', 'target', 'mode', 'shots', metric, 'mean', 'ci_lo', 'ci_hi', 'n'])
 
 # %% ../nbs/09_study.ipynb #c014
 def markdown_table(df) -> str:
@@ -229,7 +229,7 @@ class Study:
     "A study in folder `out` following `plan`; `run()` executes its steps, skipping those done when resuming."
     def __init__(self, out, plan: dict, resume=False, overwrite=False, log=print):
         import threading
-        self.out, self.plan, self.log, self.lock = pathlib.Path(out), plan, log, threading.Lock()
+        self.out, self.plan, self.log, self.lock, self._ran = pathlib.Path(out), plan, log, threading.Lock(), set()
         if self.out.exists() and any(self.out.iterdir()) and not (resume or overwrite):
             raise FileExistsError(f'{self.out} exists: pass --resume to continue it or --overwrite to start again')
         if overwrite and self.out.exists(): shutil.rmtree(self.out)
@@ -240,7 +240,7 @@ class Study:
     def step(self, name, fn):
         "Run `fn()` as step `name` unless a resumed study already finished it; record its wall time."
         if self.status.get(name, {}).get('done'): self.log(f'[study] {name}: done before, skipped'); return
-        t0 = time.time(); fn()
+        t0 = time.time(); self._ran.add(name); fn()
         with self.lock:           # evaluation steps may finish together (plan['evaluate']['workers'])
             self.status[name] = dict(done=True, seconds=round(time.time() - t0, 1))
             (self.out / 'status.json').write_text(json.dumps(self.status, indent=1))
@@ -347,8 +347,12 @@ def run(self: Study):
     self.step('combine', self.combine)
     for a in ('ood_results', 'embeddings'):
         self.step(f'analysis_{a}', lambda a=a: self.nb(f'analysis/{a}.ipynb', a, run_dir=str(self.out)))
-    total = sum(s['seconds'] for s in self.status.values())
-    self.log(f'[study] {self.out}: finished; steps took {total / 60:.1f} min in all ({(time.time() - t0) / 60:.1f} min this time)')
+    total, wall = sum(s['seconds'] for s in self.status.values()), time.time() - t0
+    skipped = [k for k in self.status if k not in self._ran]
+    (self.out / 'timing.json').write_text(json.dumps(dict(wall_seconds=round(wall, 1), step_seconds=round(total, 1), resumed=bool(skipped),
+                                                          steps_done_before=skipped), indent=1))   # steps side by side: wall < sum
+    self.log(f'[study] {self.out}: finished in {wall / 60:.1f} min of wall time' + (f' (resumed: {len(skipped)} steps done before)' if skipped else '')
+             + f'; its steps took {total / 60:.1f} min summed')
     return self
 
 # %% ../nbs/09_study.ipynb #g102

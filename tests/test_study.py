@@ -94,3 +94,30 @@ def test_quickstart_loads_the_pretrained_towers(tmp_path):
     assert 'cross_randtower' in PLANS['quickstart']['pretrain']['methods'] and 'towers' in PLANS['quickstart']['data']
     assert len(s.target_params('Aplus_mmea_like')['classes']) >= 20 and s.target_params('A_mmea_like')['classes'] is None
     assert {'zeroshot', 'retrieval'} <= set(PLANS['quickstart']['evaluate']['modes']['imu2clip'])
+
+def test_quickstart_evaluation_scope_and_heldout_gate(tmp_path):
+    "Held-out pairs H: retrieval only, for every method that retrieves; ablation variants on A+ and H; acc-only copies on B and C."
+    from harlib.study import TARGETS
+    s, e = Study(tmp_path / 'qs', PLANS['quickstart']), PLANS['quickstart']['evaluate']
+    H = TARGETS['H_heldout_pairs']['label']
+    for m, modes in e['modes'].items():
+        ts = {t['name']: t for t in s.targets_for(m)}
+        assert (H in ts) == ('retrieval' in modes)                     # every retrieving method meets the gate's pairs
+        if H in ts: assert ts[H]['modes'] == ['retrieval'] and 'size=64' in ts[H]['data_opts']
+        acc = {n for n in ts if n.endswith('(acc only)')}
+        assert acc <= {'B: PD-like (acc only)', 'C: BasicMotions (acc only)'}
+    assert {t['name'] for t in s.targets_for('cross_clip')} == {TARGETS['Aplus_mmea_like']['label'], H}
+    assert len({t['name'] for t in s.targets_for('cross_sigmoid')}) == 7     # A, A+, B, B acc, C, C acc, H
+    assert s.evaluate_params('cross_sigmoid')['threads'] == 1 and e['workers'] == 2
+
+def test_retrieval_gate_reads_heldout_pairs_only(tmp_path):
+    "A method's retrieval on a target's own clips is reported, not gated; on H it must reach 5x chance."
+    from harlib.study_gates import pretrain_gates
+    run = tmp_path / 'r'; run.mkdir()
+    (run / 'config.json').write_text(json.dumps(dict(args=dict(batch_size=16, accum_steps=1), world_size=2, model_config=dict(kind='cross', loss='sigmoid'))))
+    (run / 'metrics.jsonl').write_text('\n'.join(json.dumps(dict(step=s, loss=4 - s / 10)) for s in range(1, 11)))
+    rows = lambda r1: pd.DataFrame([dict(method='m', target=t, mode='retrieval', shots=0, repeat=0, metric=k, value=v)
+                                    for t, v1 in (('A', 0.0), ('H', r1)) for k, v in (('imu2video_R@1', v1), ('pairs', 100))])
+    g = pretrain_gates({'m': run}, rows(.06), heldout={'H'})
+    assert [r['passed'] for r in g] == [True, True] and 'H' in g[1]['gate'] and not any('(A' in r['gate'] for r in g)
+    assert pretrain_gates({'m': run}, rows(.04), heldout={'H'})[1]['passed'] is False      # 4x chance: above chance, below the gate
