@@ -171,7 +171,7 @@ def load_target(name:str, root=None, classes=None, with_video:bool=False, split=
     from harlib.datasets.catalog import load, DATASETS, dataset_names
     if dataset_name(name) not in DATASETS: raise UsageError(f'unknown dataset {name!r}; choose from toy, {", ".join(dataset_names())}')
     kw = dict(root=root, split=split, **o)
-    if with_video: kw['with_video'] = True
+    if with_video: kw = dict(kw, with_video=True, mode=o.get('mode', 'eval'))   # evaluation frames: uniform, no random jitter
     try: ds = load(dataset_name(name), **kw)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise UsageError(f'dataset {name!r} (root {root}): {e}' + ('' if 'unknown' in str(e) else '; give --data_root the folder that holds it')) from e

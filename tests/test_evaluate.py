@@ -207,3 +207,12 @@ def test_embeddings_in_eval_mode():
     e1, e2 = ds.encode_imu_emb(m, t, np.arange(6), a), ds.encode_imu_emb(m, t, np.arange(6), a)
     np.testing.assert_array_equal(e1, e2)                              # dropout off: the same twice
     assert not m.training
+
+def test_evaluation_video_is_deterministic(tmp_path):
+    "Zero-shot prototypes and retrieval read the same frames every time (datasets default to training-time jitter)."
+    from harlib import synthetic as syn
+    root = syn.write('ego4d', tmp_path / 'ego4d', subjects=1, minutes=0.5, seed=3, size=32, log=lambda *a: None)
+    t = ds.load_target('ego4d', root, with_video=True, opts=['size=32'])
+    rows = np.arange(min(4, len(t.y)))
+    a, b = t.videos(rows), t.videos(rows)
+    assert a.shape[0] == len(rows) and np.array_equal(a, b)
