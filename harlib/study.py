@@ -229,18 +229,19 @@ class Study:
     "A study in folder `out` following `plan`; `run()` executes its steps, skipping those done when resuming."
     def __init__(self, out, plan: dict, resume=False, overwrite=False, log=print):
         import threading
-        self.out, self.plan, self.log, self.lock, self._ran = pathlib.Path(out), plan, log, threading.Lock(), set()
+        self.out, self.plan, self.log, self.lock = pathlib.Path(out), plan, log, threading.Lock()
         if self.out.exists() and any(self.out.iterdir()) and not (resume or overwrite):
             raise FileExistsError(f'{self.out} exists: pass --resume to continue it or --overwrite to start again')
         if overwrite and self.out.exists(): shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.status = json.loads((self.out / 'status.json').read_text()) if resume and (self.out / 'status.json').exists() else {}
+        self.done_before = [k for k, v in self.status.items() if v.get('done')]   # what --resume will skip
         (self.out / 'study.json').write_text(json.dumps(dict(plan=plan, methods=METHODS, targets=TARGETS), indent=1))
 
     def step(self, name, fn):
         "Run `fn()` as step `name` unless a resumed study already finished it; record its wall time."
         if self.status.get(name, {}).get('done'): self.log(f'[study] {name}: done before, skipped'); return
-        t0 = time.time(); self._ran.add(name); fn()
+        t0 = time.time(); fn()
         with self.lock:           # evaluation steps may finish together (plan['evaluate']['workers'])
             self.status[name] = dict(done=True, seconds=round(time.time() - t0, 1))
             (self.out / 'status.json').write_text(json.dumps(self.status, indent=1))
@@ -348,7 +349,7 @@ def run(self: Study):
     for a in ('ood_results', 'embeddings'):
         self.step(f'analysis_{a}', lambda a=a: self.nb(f'analysis/{a}.ipynb', a, run_dir=str(self.out)))
     total, wall = sum(s['seconds'] for s in self.status.values()), time.time() - t0
-    skipped = [k for k in self.status if k not in self._ran]
+    skipped = self.done_before
     (self.out / 'timing.json').write_text(json.dumps(dict(wall_seconds=round(wall, 1), step_seconds=round(total, 1), resumed=bool(skipped),
                                                           steps_done_before=skipped), indent=1))   # steps side by side: wall < sum
     self.log(f'[study] {self.out}: finished in {wall / 60:.1f} min of wall time' + (f' (resumed: {len(skipped)} steps done before)' if skipped else '')

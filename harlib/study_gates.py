@@ -10,6 +10,7 @@ __all__ = ['GATE_COLUMNS', 'SATURATED', 'LEARNABLE', 'FEWSHOT_MODES', 'RETRIEVAL
 import json, math, pathlib
 import numpy as np, pandas as pd
 from .evaluate import summarize
+from .downstream import FEWSHOT
 
 # %% ../nbs/09b_study_gates.ipynb #5f5d83d7
 def no_learning_loss(loss:str, n:int) -> float:
@@ -41,16 +42,13 @@ def pretrain_facts(run) -> dict:
 # %% ../nbs/09b_study_gates.ipynb #d35142e4
 GATE_COLUMNS = ['kind', 'name', 'gate', 'value', 'reference', 'passed']
 
-def _at_most_shots(d, metric='balanced_accuracy'):
+def _mean_at(d, pick=max, metric='balanced_accuracy'):
+    "Mean `metric` of `d` at its largest (`pick=max`) or smallest (`min`) shot count."
     d = d[d.metric == metric]
-    return summarize(d[d.shots == d.shots.max()].value)['mean'] if len(d) else math.nan
+    return summarize(d[d.shots == pick(d.shots)].value)['mean'] if len(d) else math.nan
 
 SATURATED, LEARNABLE = 0.9, 2.0    # the difficulty band: ceiling below 90 % at the fewest shots; some method >= 2x chance at the most
-FEWSHOT_MODES = ('lp', 'lp_paper', 'finetune', 'finetune_full', 'scratch', 'random', 'random_paper')
-
-def _fewest_shots(d, metric='balanced_accuracy'):
-    d = d[d.metric == metric]
-    return summarize(d[d.shots == d.shots.min()].value)['mean'] if len(d) else math.nan
+FEWSHOT_MODES = tuple(sorted((FEWSHOT - {'handfeat'}) | {'lp_paper', 'random_paper'}))   # learned methods' few-shot modes, as results label them
 
 def target_gates(df, n_classes:dict, band=()) -> list:
     "Gate rows per target: hand-feature ceiling and random-init encoder probe (largest shot count) against chance; the band on `band` targets."
@@ -59,16 +57,16 @@ def target_gates(df, n_classes:dict, band=()) -> list:
         d = df[df.target == tgt]
         if not C: continue
         for mode, gate in (('handfeat', 'hand_feature_ceiling'), ('random', 'random_encoder_probe')):
-            v = _at_most_shots(d[d['mode'] == mode])
+            v = _mean_at(d[d['mode'] == mode])
             if not math.isnan(v): rows.append(dict(kind='target', name=tgt, gate=gate, value=v, reference=1 / C, passed=bool(v > 1 / C)))
         if tgt not in band: continue
-        v = _fewest_shots(d[d['mode'] == 'handfeat'])
-        if not math.isnan(v): rows.append(dict(kind='target', name=tgt, gate=f'not_saturated (ceiling at {int(d[d["mode"] == "handfeat"].shots.min())} shots < 90 %)',
+        h = d[d['mode'] == 'handfeat']; v = _mean_at(h, min)
+        if not math.isnan(v): rows.append(dict(kind='target', name=tgt, gate=f'not_saturated (ceiling at {int(h.shots.min())} shots < {100 * SATURATED:g} %)',
                                                value=v, reference=SATURATED, passed=bool(v < SATURATED)))
         f = d[d['mode'].isin(FEWSHOT_MODES) & (d.metric == 'balanced_accuracy')]
         if len(f):
             k = f.shots.max(); best = f[f.shots == k].groupby(['method', 'mode']).value.mean().max()
-            rows.append(dict(kind='target', name=tgt, gate=f'learnable (best method at {int(k)} shots >= 2x chance)', value=float(best),
+            rows.append(dict(kind='target', name=tgt, gate=f'learnable (best method at {int(k)} shots >= {LEARNABLE:g}x chance)', value=float(best),
                              reference=LEARNABLE / C, passed=bool(best >= LEARNABLE / C)))
     return rows
 
