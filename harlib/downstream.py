@@ -76,6 +76,8 @@ def _flags(p):
     g('--save_model', action='store_true', help='write trained heads / models to <out>/models/')
     g('--report', action='store_true', help='per-class recall and confusion matrices')
     g('--out', default=None, help='results folder (default runs/downstream_<model>_<dataset>)')
+    g('--overwrite', action='store_true', help='replace the results an earlier evaluation left in --out (without it, an --out '
+      'that holds a results.json is refused before anything runs)')
     g('--channels', default='all', choices=['all', 'acc'],
       help='Which sensor channels the evaluation uses: all six, or the accelerometer alone (the gyroscope removed from every '
            'window and marked missing for the encoder), to show what losing the gyroscope costs.')
@@ -416,6 +418,9 @@ def _checkpoint_norm(a):
 def run(a) -> pd.DataFrame:
     "Everything `main` does after parsing: load, evaluate, write, print; returns the long results."
     from harlib import __version__
+    if (a.out / 'results.json').exists() and not a.overwrite:     # never lose an earlier evaluation's results by accident
+        raise UsageError(f'{a.out} holds the results of an earlier evaluation (results.json): pass --overwrite to replace them, '
+                         'or choose another --out')
     needs_video = 'retrieval' in a.mode or ('zeroshot' in a.mode and not a.proto_dataset)
     opts = target_opts(a, _checkpoint_norm(a))       # the target normalised as the checkpoint's pretraining data was
     try: t = load_target(a.dataset, a.data_root, a.classes, needs_video, a.split, opts)

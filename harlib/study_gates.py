@@ -79,13 +79,13 @@ def pretrain_gates(runs:dict, df, heldout=None) -> list:
     rows = []
     for name, run in runs.items():
         f = pretrain_facts(run); ref = mae_no_learning(run) if f['loss'] == 'mae' else no_learning_loss(f['loss'], f['n'])
-        rows.append(dict(kind='pretraining', name=name, gate=f"final_loss ({f['loss']}, n={f['n']})", value=f['final_loss'], reference=ref,
+        rows.append(dict(kind='pretraining', name=name, gate=f"final_loss ({f['loss']} loss at batch {f['n']}) < no-learning", value=f['final_loss'], reference=ref,
                          passed=bool(f['final_loss'] < ref)))
         r = df[(df.method == name) & (df['mode'] == 'retrieval')]
         for tgt, g in r.groupby('target', sort=False):
             if heldout is not None and tgt not in heldout: continue
             v, pairs = g[g.metric == 'imu2video_R@1'].value.mean(), g[g.metric == 'pairs'].value.mean()
-            rows.append(dict(kind='pretraining', name=name, gate=f'retrieval_R@1 ({tgt}, {int(pairs)} pairs) >= {RETRIEVAL_FACTOR:g}x chance',
+            rows.append(dict(kind='pretraining', name=name, gate=f'retrieval_R@1 on {tgt} ({int(pairs)} pairs) >= {RETRIEVAL_FACTOR:g}x chance',
                              value=float(v), reference=1 / pairs, passed=bool(v >= RETRIEVAL_FACTOR / pairs)))
     return rows
 

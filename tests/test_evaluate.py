@@ -182,6 +182,20 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert ds.main(['--dataset', 'toy', '--classes', 'walking', '--quiet', '--out', str(tmp_path)]) == 2
 
 
+def test_an_earlier_evaluation_is_not_overwritten(tmp_path, capsys):
+    "A second run into the same --out is refused (one line naming the folder) and leaves the results; --overwrite replaces them."
+    out = tmp_path / 'e'
+    argv = ['--dataset', 'toy', '--mode', 'handfeat', '--repeats', '2', '--out', str(out), '--quiet']
+    assert ds.main(argv + ['--shots', '5']) == 0
+    before = (out / 'results.json').read_bytes(); capsys.readouterr()
+    assert ds.main(argv + ['--shots', '10']) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and 'results.json' in err and '--overwrite' in err
+    assert (out / 'results.json').read_bytes() == before
+    assert ds.main(argv + ['--shots', '10', '--overwrite']) == 0
+    assert json.loads((out / 'results.json').read_text())['config']['shots'] == [10]
+
+
 def test_evaluate_pipeline_notebook(tmp_path):
     "The papermill run notebook with tiny parameters writes the combined results, table, figures and metrics."
     import pathlib, papermill as pm
