@@ -137,7 +137,8 @@ PLANS = {  # data: minutes per subject; towers: the video towers' own corpus and
         size='small', nproc=2, seed=0, video_px=64,
         data=dict(ego4d=dict(subjects=16, minutes=10), mmea=dict(subjects=14, minutes=19), pd=dict(subjects=6, minutes=20),
                   ego4d_heldout=dict(subjects=9, minutes=4), towers=dict(preset='small', subjects=12, clips=2, epochs=10)),
-        # 920 optimiser steps of global batch 32 at lr 2e-3 on frozen, cached towers (s2): see the table in nbs/07_pretrain.ipynb
+        # 920 optimiser steps of global batch 32 at lr 2e-3 on frozen, cached towers (s2): see nbs/07_pretrain.ipynb, where rounds 3-5
+        # (more steps, twice the hours, longer-trained towers), chosen on pairs D that the study never reads, did not improve on it
         pretrain=dict(epochs=20, batch_size=16, lr=2e-3, freeze_towers=True,
                       methods=['cross_sigmoid', 'cross_softmax', 'imu2clip', 'imu_mae', 'cross_cnngru', 'cross_clip', 'cross_randtower']),
         evaluate=dict(shots=[10, 20, 50, 100], repeats=5, epochs=25, ft_epochs=10,
