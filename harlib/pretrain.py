@@ -62,6 +62,9 @@ def _flags(p):
     g('--rotate', action='store_true',
       help='Turn every training window by a random 3-D rotation, the same for the accelerometer and the gyroscope, '
            'for devices worn at other orientations.')
+    g('--tilt', type=float, default=0.0, metavar='DEG',
+      help='Turn every training window by a small random rotation (uniformly random axis, angle uniform in 0..DEG degrees), '
+           'the same for the accelerometer and the gyroscope: the sensor mounted a little differently on every wearer.')
     g('--seed', type=int, default=0, help='random seed of the model, the sampler and the data (rank r uses seed + r)')
     g('--device', default='auto', help="auto, cpu or cuda")
     g('--threads', type=int, default=0, help='torch CPU threads per process (0: torch default; torchrun sets 1 when N > 1)')
@@ -90,6 +93,8 @@ def resolve(a: argparse.Namespace) -> argparse.Namespace:
     if a.video_cache == 'auto': a.video_cache = str(Path('runs') / 'cache' / 'video_emb') if a.freeze_video else 'none'
     if a.accum_steps < 1 or a.batch_size < 1: raise UsageError('--batch_size and --accum_steps must be >= 1')
     if not 0 <= a.channel_dropout <= 1: raise UsageError(f'--channel_dropout is a probability, got {a.channel_dropout}')
+    if not 0 <= a.tilt <= 180: raise UsageError(f'--tilt is an angle in degrees from 0 to 180, got {a.tilt}')
+    if a.tilt and a.rotate: raise UsageError('choose one of --rotate (any orientation) and --tilt DEG (small rotations)')
     return a
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -294,7 +299,8 @@ class Trainer:
         base = load_data(a, self.wants_video and self.cache is None, image_size(self.model))
         if self.cache is not None: base, self.cache_rows = match_cache(self.cache, base)
         self.norm = getattr(base, 'norm', None)        # the normalisation the data got; saved with every checkpoint
-        if a.rotate and self.norm not in (None, 'physical'): log.warning(f'--rotate with normalize={self.norm!r}: rotations assume the physical scaling')
+        if (a.rotate or a.tilt) and self.norm not in (None, 'physical'):
+            log.warning(f'--rotate/--tilt with normalize={self.norm!r}: rotations assume the physical scaling')
         self.ds = EpochSeeded(base, a.seed)
         self.sampler = ResumableSampler(self.ds, a.batch_size, d.rank, d.world, a.seed, with_epoch=True, until=a.epochs,
                                         group=a.accum_steps)
@@ -391,9 +397,9 @@ class Trainer:
     def _inputs(self, b: dict, j: int = 0) -> dict:
         "The model inputs of batch `b` (micro-batch `j` of the step): augmented IMU, channel mask, video or cached features."
         a, imu, mask = self.a, b['imu'], b.get('channel_mask')
-        if a.channel_dropout or a.rotate:              # drawn from (seed, rank, epoch, batch): a resumed run draws the same
+        if a.channel_dropout or a.rotate or a.tilt:    # drawn from (seed, rank, epoch, batch): a resumed run draws the same
             g = torch.Generator().manual_seed(hash((a.seed, self.d.rank, self.epoch, self.batch + j)) % 2**31)
-            imu, mask = augment(imu, mask, a.channel_dropout, a.rotate, g)
+            imu, mask = augment(imu, mask, a.channel_dropout, a.rotate, g, tilt=a.tilt)
         x = dict(imu=imu) if mask is None else dict(imu=imu, mask=mask)
         if self.cache is not None: x['vfeat'] = self.cache.get(self.cache_rows[b['pos'].numpy()])
         elif self.wants_video: x['video'] = b['video']

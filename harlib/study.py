@@ -263,6 +263,7 @@ def pretrain_params(self: Study, method: str) -> dict:
         extra += [f'--video_weights={out / "towers" / spec["towers"]}']
     freeze = spec['model'] in ('imu_video_cross', 'imu2clip') and bool(p['pretrain'].get('freeze_towers'))   # cached tower embeddings
     extra += [f'--video_cache={out / "cache" / "video_emb"}', '--threads=1']
+    if p['pretrain'].get('tilt'): extra += [f'--tilt={p["pretrain"]["tilt"]}']   # every method alike, IMU-only masked included
     return dict(size=p['size'], model=spec['model'], dataset='ego4d', data_root=str(out / 'data' / 'ego4d'), preset=p['size'],
                 data_opts=f'video_cache={out / "cache" / "clips"} size={p["video_px"]}',
                 epochs=p['pretrain']['epochs'], batch_size=p['pretrain']['batch_size'], loss=spec.get('loss'), nproc=p['nproc'],
