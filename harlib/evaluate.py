@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['COLUMNS', 'SCALARS', 'confusion', 'per_class_recall', 'balanced_accuracy', 'macro_f1', 'classification_metrics',
            'bootstrap_ci', 'summarize', 'true_ranks', 'rank_metrics', 'prototype_scores', 'zeroshot_metrics',
-           'bootstrap_indices', 'zeroshot_eval', 'retrieval_metrics', 'toy_task', 'encode', 'FeatureCache',
-           'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed', 'linear_probe',
-           'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'group_bootstrap_ci', 'summary',
-           'results_table', 'Split', 'holdout', 'fewshot_splits', 'test_folds']
+           'bootstrap_indices', 'zeroshot_eval', 'retrieval_metrics', 'class_level_recall', 'toy_task', 'encode',
+           'FeatureCache', 'init_linear', 'epoch_batches', 'LinearHeads', 'torch_threads', 'fit_linear', 'split_seed',
+           'linear_probe', 'ProbeModel', 'predict', 'finetune', 'finetune_protocol', 'long_rows', 'group_bootstrap_ci',
+           'summary', 'results_table', 'Split', 'holdout', 'fewshot_splits', 'test_folds']
 
 # %% ../nbs/08_evaluate.ipynb #c004
 import math, copy, warnings
@@ -114,6 +114,13 @@ def retrieval_metrics(a, b, names=('imu', 'video'), ks=(1, 5, 10)) -> dict:
     for name, s in ((f'{names[0]}2{names[1]}', sim), (f'{names[1]}2{names[0]}', sim.T)):
         out.update({f'{name}_{k}': v for k, v in rank_metrics(true_ranks(s, ar), ks).items()})
     return out
+
+# %% ../nbs/08_evaluate.ipynb #c031b
+def class_level_recall(labels, ks=(1, 5, 10)) -> dict:
+    "Expected R@k `{'R@k': value}` of retrieval that matches the class exactly and orders items at random within it."
+    _, inv, cnt = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    n = cnt[inv].astype(float)
+    return {f'R@{k}': float(np.minimum(1.0, k / n).mean()) for k in ks}
 
 # %% ../nbs/08_evaluate.ipynb #c034
 from .evaluate_splits import Split, holdout, fewshot_splits, test_folds  # their home: harlib.evaluate_splits

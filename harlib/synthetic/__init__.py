@@ -9,7 +9,7 @@ __all__ = ['ACTIVITIES', 'HAND_ACTIVITIES', 'SEATED', 'activity_strip', 'PLACEME
            'smooth_noise', 'Subject', 'make_subject', 'clip_program', 'day_program', 'pack', 'unpack', 'Scene',
            'render', 'scene', 'Session', 'simulate', 'labelled_program', 'corpus', 'write_mp4', 'to_counts', 'write',
            'main', 'activity_figure', 'gyro_yaw', 'head_yaw', 'frame_shift', 'camera_gyro_correlation',
-           'window_features', 'labelled_windows', 'imu_counts']
+           'window_features', 'labelled_windows', 'imu_counts', 'ego4d_activities']
 
 # %% ../../nbs/01_synthetic.ipynb #n044
 from ..imu import G, SPECS  # standard gravity (m/s^2); the real datasets' sensor specs
@@ -20,7 +20,7 @@ from .body import (
 from .sensors import SENSOR_POINT, to_counts, imu_counts
 from .camera import FOG_LEVELS, TEX, pack, unpack, Scene, render, scene
 from .sessions import Session, simulate, corpus
-from .layouts import MMEA_CLASSES, MMEA_ACC_LSB, MMEA_GYRO_LSB, PD_ACC_LSB, PD_GYRO_LSB, write_mp4, write, main
+from .layouts import MMEA_CLASSES, MMEA_ACC_LSB, MMEA_GYRO_LSB, PD_ACC_LSB, PD_GYRO_LSB, write_mp4, write, main, ego4d_activities
 from .checks import (
     activity_figure, activity_strip, gyro_yaw, head_yaw, frame_shift, camera_gyro_correlation, window_features, labelled_windows)
 
@@ -30,4 +30,4 @@ _all_ = ['ACTIVITIES', 'HAND_ACTIVITIES', 'SEATED', 'activity_strip', 'PLACEMENT
          'PD_GYRO_LSB', 'rot', 'rotvec', 'mj', 'bump', 'boxcar', 'smooth_noise', 'Subject', 'make_subject',
          'clip_program', 'day_program', 'pack', 'unpack', 'Scene', 'render', 'scene', 'Session', 'simulate',
          'labelled_program', 'corpus', 'write_mp4', 'to_counts', 'write', 'main', 'activity_figure', 'gyro_yaw',
-         'head_yaw', 'frame_shift', 'camera_gyro_correlation', 'window_features', 'labelled_windows', 'imu_counts']
+         'head_yaw', 'frame_shift', 'camera_gyro_correlation', 'window_features', 'labelled_windows', 'imu_counts', 'ego4d_activities']
