@@ -149,3 +149,17 @@ def test_channel_dropout_and_rotate_flags(tmp_path, one_thread):
     assert not torch.allclose(x['imu'][kept][..., :3], b['imu'][kept][..., :3])
     assert torch.equal(tr._inputs(b)['imu'], x['imu'])            # the same draw for the same (seed, rank, epoch, batch)
     assert main([*DATA, '--out', str(tmp_path / 'bad'), '--channel_dropout', '1.5']) == 2
+
+def test_tilt_flag_turns_each_window_a_little(tmp_path, one_thread):
+    from harlib.pretrain import parse_args, Trainer
+    from harlib.distributed import setup_dist
+    tr = Trainer(parse_args([*DATA, '--out', str(tmp_path / 't'), '--tilt', '12', '--batch_size', '24', '--model', 'imu_mae',
+                             '--num_workers', '0']), setup_dist('cpu'))
+    b = next(iter(torch.utils.data.DataLoader(tr.ds, 24)))
+    x, acc = tr._inputs(b)['imu'], b['imu'][..., :3]
+    R = torch.linalg.lstsq(acc, x[..., :3]).solution                    # one rotation per window fits acc and gyro alike
+    assert torch.allclose(b['imu'][..., 3:] @ R, x[..., 3:], atol=1e-4)
+    ang = torch.rad2deg(torch.arccos(((R.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)))
+    assert (ang <= 12.05).all() and (ang > 0.01).sum() >= 20 and ang.std() > 1   # small, different for each window
+    assert torch.equal(tr._inputs(b)['imu'], x)                          # the same draw for the same (seed, rank, epoch, batch)
+    assert main([*DATA, '--out', str(tmp_path / 'bad'), '--tilt', '15', '--rotate']) == 2
