@@ -388,7 +388,7 @@ def reference_report(run_dir, ref_dir, metric='balanced_accuracy', tol=TOLERANCE
 
 # %% ../nbs/09_study.ipynb #c033
 PLANS_HELP = f'''plans:
-  quickstart  the paper-style study on synthetic data: video towers, 7 pretrained methods, 4 targets and their accelerometer-only copies (about 18 min on 2 CPU cores)
+  quickstart  the paper-style study on synthetic data: video towers, 7 pretrained methods, 4 targets and their accelerometer-only copies (about 25 min on 2 CPU cores)
   smoke       the same pipeline at toy size, for tests (a few minutes)
 When the study ends it prints its table (balanced accuracy, mean over repeats, per method, target, mode and
 shots) beside the reference run's (runs/reference/<plan>) and says whether every cell lies within
