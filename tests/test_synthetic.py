@@ -95,7 +95,7 @@ def test_counts_are_one_conversion():
 
 def test_package_reexports_the_former_names():
     import harlib.synthetic as syn, harlib.constants as constants
-    assert [n for n in syn.__all__ if not hasattr(syn, n)] == [] and len(syn.__all__) == 49   # 46 + world v2: HAND_ACTIVITIES, SEATED, activity_strip
+    assert [n for n in syn.__all__ if not hasattr(syn, n)] == [] and len(syn.__all__) == 50   # 46 + world v2: HAND_ACTIVITIES, SEATED, activity_strip; ego4d_activities
     assert syn.PD_CLASSES is constants.PD_CLASSES and syn.write.__module__ == 'harlib.synthetic.layouts'
     assert syn.simulate.__module__ == 'harlib.synthetic.sessions' and syn.main is syn.layouts.main
 
