@@ -219,9 +219,9 @@ def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print) -> dict
         d = data[name]
         roots[name] = str(syn.write(layout, out / name, d['subjects'], d['minutes'], pop, place, seed * 100 + s, size, log=log))
     if 'towers' in data:     # video towers pretrained on their own corpus, audited against every study corpus's subjects and rooms
-        from harlib.towers import build_towers, check_tower_disjoint
+        from harlib.towers import build_towers, check_tower_disjoint, N_TOWER_ROOMS
         t = data['towers']; res = build_towers(out.parent / 'towers', t['preset'], size, t['subjects'], t['clips'], t['epochs'], seed=seed, log=log,
-                                                             **({'rooms': t['rooms']} if 'rooms' in t else {}))
+                                               rooms=t.get('rooms', N_TOWER_ROOMS))
         subs = [syn.make_subject((seed * 100 + s) * 1000 + i, pop) for name, (_, pop, _, s) in spec.items() for i in range(data[name]['subjects'])]
         for kind in res:
             check_tower_disjoint(json.loads((out.parent / 'towers' / kind / 'harlib_tower.json').read_text()),

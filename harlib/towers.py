@@ -131,12 +131,12 @@ def build_towers(out, # folder that receives <out>/videomae and <out>/clip
     if set(corpus['room']) & set(val['room']): raise ValueError(f'{rooms} tower rooms reach the new-room check\'s (from {TOWER_VAL["room0"]})')
     log(f'[towers] corpus: {len(corpus["y"])} clips, {len(TOWER_LABELS)} labels, {subjects} subjects in {len(set(corpus["room"]))} rooms; '
         f'new-room check: {len(val["y"])} clips; {time.time() - t0:.0f} s')
+    about = dict(labels=TOWER_LABELS, subjects=sorted(set(corpus['subject'])), rooms=sorted(set(map(int, corpus['room']))),
+                 corpus=dict(subjects=subjects, clips=clips, size=size, seed=seed, n=len(corpus['y']), rooms=rooms),
+                 new_room_check=dict(subjects=sorted(set(val['subject'])), rooms=sorted(set(map(int, val['room'])))))
     for kind in kinds:
         enc, m = train_tower(kind, corpus, preset, epochs, lr, seed=seed, log=log, val=val)
-        meta = dict(m, labels=TOWER_LABELS, subjects=sorted(set(corpus['subject'])), rooms=sorted(set(map(int, corpus['room']))),
-                    corpus=dict(subjects=subjects, clips=clips, size=size, seed=seed, n=len(corpus['y']), rooms=rooms),
-                    new_room_check=dict(subjects=sorted(set(val['subject'])), rooms=sorted(set(map(int, val['room'])))))
-        save_tower(enc, out / kind, meta); res[kind] = m
+        save_tower(enc, out / kind, dict(m, **about)); res[kind] = m
         log(f'[towers] {kind}: held-out accuracy {m["held_out_accuracy"]:.3f}, new people in new rooms {m["new_room_accuracy"]:.3f} '
             f'(chance {m["chance"]:.3f}) -> {out / kind}')
     (out / 'towers.json').write_text(json.dumps(res, indent=1)); return res
