@@ -67,6 +67,8 @@ def _flags(p):
     g('--proto_opt', action='append', default=[], metavar='KEY=VALUE', help='zero-shot: prototype dataset option, repeatable')
     g('--proto_map', nargs='+', default=[], metavar='TARGET=PROTO', help='zero-shot: class-name mapping to the prototype dataset')
     g('--zs_test_per_class', type=int, default=100, help='zero-shot / retrieval: held-out windows per class')
+    g('--pairs', type=int, default=None, help='retrieval: IMU-video pairs to draw from the whole target, whatever their labels '
+      '(default: --zs_test_per_class per class, or in all when the target is unlabelled)')
     g('--bootstrap', type=int, default=5, help='zero-shot: subsamples')
     g('--bootstrap_frac', type=float, default=1.0, help='zero-shot: share of each class per resample, drawn with replacement')
     g('--pretrain', default=None, help='label for the pretrain column (default: from the checkpoint)')
@@ -295,8 +297,9 @@ def run_zeroshot(model, t:Target, a, proto_src:Target=None, records:list=None) -
 def run_retrieval(model, t:Target, a, records:list=None) -> list:
     "Instance retrieval metrics both ways on held-out IMU-video pairs (one row)."
     if t.videos is None or not hasattr(model, 'encode_video'): raise UsageError('--mode retrieval needs a target with video and a cross-modal model')
-    y = t.y if (t.y >= 0).any() else np.zeros_like(t.y)
-    _, rows = ev.holdout(y, t.groups, a.zs_test_per_class, a.seed, 1.0)   # nothing is trained here: every group may give test pairs
+    pairs = getattr(a, 'pairs', None)
+    y = t.y if (t.y >= 0).any() and not pairs else np.zeros_like(t.y)        # --pairs: one draw over every window
+    _, rows = ev.holdout(y, t.groups, pairs or a.zs_test_per_class, a.seed, 1.0)   # nothing is trained here: every group may give test pairs
     if records is not None: records.append(es.split_record(t.name, 'retrieval', 0, 0, [], rows, t.ids, t.groups))
     return [dict(shots=0, repeat=0, pairs=len(rows), **ev.retrieval_metrics(encode_imu_emb(model, t, rows, a),
                  encode_videos(model, t.videos, rows, a.eval_batch_size, a.device)))]

@@ -176,6 +176,20 @@ def test_cli_zeroshot_and_retrieval(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(df.sort_values(key).reset_index(drop=True), again.sort_values(key).reset_index(drop=True))
 
 
+def test_retrieval_pairs_are_drawn_in_all_or_per_class(tmp_path, monkeypatch):
+    "--pairs N draws N pairs from the whole target, across its classes; without it, --zs_test_per_class per class."
+    monkeypatch.setattr(ds, 'load_target', lambda *a, **k: _video_target())     # 3 classes x 12 windows, 4 subjects
+    def drawn(*flags):
+        out = tmp_path / '_'.join(flags)
+        assert ds.main(['--mode', 'retrieval', *flags, '--out', str(out), '--quiet']) == 0
+        res = json.loads((out / 'results.json').read_text())['results']; test = json.loads((out / 'splits.json').read_text())['splits'][0]['test']
+        rows = [int(w.split('/')[1].split('@')[0]) for w in test]        # window ids 'vt/<row>@<start>'
+        assert res[0]['pairs'] == len(rows); return np.bincount(_video_target().y[rows], minlength=3)
+    assert drawn('--zs_test_per_class', '2').tolist() == [2, 2, 2]       # per class
+    per_class = drawn('--pairs', '7', '--zs_test_per_class', '2')
+    assert per_class.sum() == 7 and (per_class > 0).sum() > 1            # --pairs wins: 7 in all, from more than one class
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert ds.main(['--checkpoint', str(tmp_path / 'nope.pt'), '--quiet']) == 2
     assert 'does not exist' in capsys.readouterr().err
