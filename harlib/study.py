@@ -207,26 +207,43 @@ def _portable(nb_path):
     return pathlib.Path(nb_path)
 
 # %% ../nbs/09_study.ipynb #c027
-def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print) -> dict:
+def _quiet(*a, **k): pass      # a corpus rendered in another process logs nothing; this one says when it is written
+
+def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers: int = 2) -> dict:
     """Write the study's synthetic corpora (pretraining in the Ego4D layout, its held-out pairs from new subjects when the plan
-    has `ego4d_heldout`, targets A and B); returns their roots."""
+    has `ego4d_heldout`, targets A and B); returns their roots. With `workers` > 1 the corpora render in that many processes,
+    the largest first, while this process trains the video towers: what a corpus holds depends on its seed, not its process."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
     from harlib import synthetic as syn
     out = pathlib.Path(out) / 'data'; roots = {}
     spec = dict(ego4d=('ego4d', 'general', 'head', 1), mmea=('mmea', 'general', 'head', 2), pd=('pd', 'parkinsonian', 'chest', 3),
                 ego4d_heldout=('ego4d', 'general', 'head', 6))    # the last number seeds the subjects: every corpus has its own people
     spec = {k: v for k, v in spec.items() if k in data}
-    for name, (layout, pop, place, s) in spec.items():
-        d = data[name]
-        roots[name] = str(syn.write(layout, out / name, d['subjects'], d['minutes'], pop, place, seed * 100 + s, size, log=log))
-    if 'towers' in data:     # video towers pretrained on their own corpus, audited against every study corpus's subjects and rooms
-        from harlib.towers import build_towers, check_tower_disjoint, N_TOWER_ROOMS
-        t = data['towers']; res = build_towers(out.parent / 'towers', t['preset'], size, t['subjects'], t['clips'], t['epochs'], seed=seed, log=log,
-                                               rooms=t.get('rooms', N_TOWER_ROOMS))
-        subs = [syn.make_subject((seed * 100 + s) * 1000 + i, pop) for name, (_, pop, _, s) in spec.items() for i in range(data[name]['subjects'])]
-        for kind in res:
-            check_tower_disjoint(json.loads((out.parent / 'towers' / kind / 'harlib_tower.json').read_text()),
-                                 [x.id for x in subs], [x.room for x in subs])
-        roots['towers'] = str(out.parent / 'towers')
+    args = {k: (layout, out / k, data[k]['subjects'], data[k]['minutes'], pop, place, seed * 100 + s, size) for k, (layout, pop, place, s) in spec.items()}
+    workers = max(1, min(int(workers), len(spec), os.cpu_count() or 1))
+    pool = ProcessPoolExecutor(workers, mp.get_context('spawn')) if workers > 1 else None
+    try:
+        futs = {k: pool.submit(syn.write, *args[k], log=_quiet)          # the largest corpus first
+                for k in sorted(spec, key=lambda k: -data[k]['subjects'] * data[k]['minutes'])} if pool else {}
+        if not pool:
+            for k in spec: roots[k] = str(syn.write(*args[k], log=log))
+        if 'towers' in data:     # video towers pretrained on their own corpus, audited against every study corpus's subjects and rooms
+            from harlib.towers import build_towers, check_tower_disjoint, N_TOWER_ROOMS
+            t = data['towers']; res = build_towers(out.parent / 'towers', t['preset'], size, t['subjects'], t['clips'], t['epochs'], seed=seed,
+                                                   log=log, rooms=t.get('rooms', N_TOWER_ROOMS))
+            subs = [syn.make_subject((seed * 100 + s) * 1000 + i, pop) for name, (_, pop, _, s) in spec.items() for i in range(data[name]['subjects'])]
+            for kind in res:
+                check_tower_disjoint(json.loads((out.parent / 'towers' / kind / 'harlib_tower.json').read_text()),
+                                     [x.id for x in subs], [x.room for x in subs])
+        for k in spec:
+            if k in futs:
+                try: roots[k] = str(futs[k].result())
+                except Exception as e: raise RuntimeError(f'writing the {k} corpus into {out / k} failed: {type(e).__name__}: {e}') from e
+                log(f'{k}: written to {roots[k]}')
+        if 'towers' in data: roots['towers'] = str(out.parent / 'towers')
+    finally:
+        if pool: pool.shutdown(wait=True, cancel_futures=True)
     return roots
 
 # %% ../nbs/09_study.ipynb #c028

@@ -125,3 +125,18 @@ def test_retrieval_gate_reads_heldout_pairs_only(tmp_path):
     g = pretrain_gates({'m': run}, rows(.06), heldout={'H'})
     assert [r['passed'] for r in g] == [True, True] and 'H' in g[1]['gate'] and not any('on A ' in r['gate'] for r in g)
     assert pretrain_gates({'m': run}, rows(.04), heldout={'H'})[1]['passed'] is False      # 4x chance: above chance, below the gate
+
+
+def test_make_data_writes_the_same_corpora_in_one_process_or_several(tmp_path):
+    "The corpora render in worker processes (the largest first) or in this one; every file is the same either way."
+    import hashlib
+    from harlib.study import make_data
+    data = dict(ego4d=dict(subjects=1, minutes=1), mmea=dict(subjects=2, minutes=1), pd=dict(subjects=1, minutes=1))
+    logged = []
+    one = make_data(tmp_path / 'one', data, seed=3, size=32, workers=1, log=lambda *a: None)
+    two = make_data(tmp_path / 'two', data, seed=3, size=32, workers=2, log=logged.append)
+    assert list(one) == list(two) == ['ego4d', 'mmea', 'pd']
+    files = lambda root: {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in root.rglob('*') if p.is_file()}
+    a, b = files(tmp_path / 'one' / 'data'), files(tmp_path / 'two' / 'data')
+    assert len(a) > 10 and a == b
+    assert [m.split(':')[0] for m in logged] == ['ego4d', 'mmea', 'pd']     # each corpus says where it was written
