@@ -364,13 +364,14 @@ def run(self: Study):
     for m in p['pretrain']['methods']:
         self.step(f'pretrain_{m}', lambda m=m: self.nb('pipelines/pretrain.ipynb', f'pretrain_{m}', **self.pretrain_params(m)))
     from concurrent.futures import ThreadPoolExecutor      # evaluation steps side by side, each kernel on its own thread budget
+    analysis = lambda a: self.step(f'analysis_{a}', lambda: self.nb(f'analysis/{a}.ipynb', a, run_dir=str(self.out)))
     with ThreadPoolExecutor(p['evaluate'].get('workers', 1)) as pool:
         jobs = [pool.submit(self.step, f'evaluate_{m}', lambda m=m: self.nb('pipelines/evaluate.ipynb', f'evaluate_{m}', **self.evaluate_params(m)))
                 for m in p['evaluate']['modes']]
+        jobs.append(pool.submit(analysis, 'embeddings'))   # reads only checkpoints and data: it fills the pool while the last evaluations run
         for j in jobs: j.result()                           # the first failure raises here, naming its notebook
     self.step('combine', self.combine)
-    for a in ('ood_results', 'embeddings'):
-        self.step(f'analysis_{a}', lambda a=a: self.nb(f'analysis/{a}.ipynb', a, run_dir=str(self.out)))
+    analysis('ood_results')                                 # reads every evaluation's results
     total, wall = sum(s['seconds'] for s in self.status.values()), time.time() - t0
     skipped = self.done_before
     (self.out / 'timing.json').write_text(json.dumps(dict(wall_seconds=round(wall, 1), step_seconds=round(total, 1), resumed=bool(skipped),
