@@ -297,9 +297,8 @@ def run_zeroshot(model, t:Target, a, proto_src:Target=None, records:list=None) -
 def run_retrieval(model, t:Target, a, records:list=None) -> list:
     "Instance retrieval metrics both ways on held-out IMU-video pairs (one row)."
     if t.videos is None or not hasattr(model, 'encode_video'): raise UsageError('--mode retrieval needs a target with video and a cross-modal model')
-    pairs = getattr(a, 'pairs', None)
-    y = t.y if (t.y >= 0).any() and not pairs else np.zeros_like(t.y)        # --pairs: one draw over every window
-    _, rows = ev.holdout(y, t.groups, pairs or a.zs_test_per_class, a.seed, 1.0)   # nothing is trained here: every group may give test pairs
+    y = t.y if (t.y >= 0).any() and not a.pairs else np.zeros_like(t.y)      # --pairs: one draw over every window
+    _, rows = ev.holdout(y, t.groups, a.pairs or a.zs_test_per_class, a.seed, 1.0)   # nothing is trained here: every group may give test pairs
     if records is not None: records.append(es.split_record(t.name, 'retrieval', 0, 0, [], rows, t.ids, t.groups))
     return [dict(shots=0, repeat=0, pairs=len(rows), **ev.retrieval_metrics(encode_imu_emb(model, t, rows, a),
                  encode_videos(model, t.videos, rows, a.eval_batch_size, a.device)))]

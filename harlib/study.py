@@ -222,25 +222,22 @@ def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers
     spec = {k: v for k, v in spec.items() if k in data}
     args = {k: (layout, out / k, data[k]['subjects'], data[k]['minutes'], pop, place, seed * 100 + s, size) for k, (layout, pop, place, s) in spec.items()}
     workers = max(1, min(int(workers), len(spec), os.cpu_count() or 1))
-    pool = ProcessPoolExecutor(workers, mp.get_context('spawn')) if workers > 1 else None
+    pool, futs = (ProcessPoolExecutor(workers, mp.get_context('spawn')) if workers > 1 else None), {}
     try:
-        futs = {k: pool.submit(syn.write, *args[k], log=_quiet)          # the largest corpus first
-                for k in sorted(spec, key=lambda k: -data[k]['subjects'] * data[k]['minutes'])} if pool else {}
-        if not pool:
-            for k in spec: roots[k] = str(syn.write(*args[k], log=log))
+        if pool: futs = {k: pool.submit(syn.write, *args[k], log=_quiet) for k in sorted(spec, key=lambda k: -data[k]['subjects'] * data[k]['minutes'])}
+        else: roots.update({k: str(syn.write(*args[k], log=log)) for k in spec})
         if 'towers' in data:     # video towers pretrained on their own corpus, audited against every study corpus's subjects and rooms
             from harlib.towers import build_towers, check_tower_disjoint, N_TOWER_ROOMS
             t = data['towers']; res = build_towers(out.parent / 'towers', t['preset'], size, t['subjects'], t['clips'], t['epochs'], seed=seed,
                                                    log=log, rooms=t.get('rooms', N_TOWER_ROOMS))
-            subs = [syn.make_subject((seed * 100 + s) * 1000 + i, pop) for name, (_, pop, _, s) in spec.items() for i in range(data[name]['subjects'])]
+            subs = [syn.make_subject((seed * 100 + s) * 1000 + i, pop) for k, (_, pop, _, s) in spec.items() for i in range(data[k]['subjects'])]
             for kind in res:
                 check_tower_disjoint(json.loads((out.parent / 'towers' / kind / 'harlib_tower.json').read_text()),
                                      [x.id for x in subs], [x.room for x in subs])
-        for k in spec:
-            if k in futs:
-                try: roots[k] = str(futs[k].result())
-                except Exception as e: raise RuntimeError(f'writing the {k} corpus into {out / k} failed: {type(e).__name__}: {e}') from e
-                log(f'{k}: written to {roots[k]}')
+        for k in (spec if futs else ()):                      # rendered in the pool: the roots in the plan's order
+            try: roots[k] = str(futs[k].result())
+            except Exception as e: raise RuntimeError(f'writing the {k} corpus into {out / k} failed: {type(e).__name__}: {e}') from e
+            log(f'{k}: written to {roots[k]}')
         if 'towers' in data: roots['towers'] = str(out.parent / 'towers')
     finally:
         if pool: pool.shutdown(wait=True, cancel_futures=True)

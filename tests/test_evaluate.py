@@ -183,8 +183,8 @@ def test_retrieval_pairs_are_drawn_in_all_or_per_class(tmp_path, monkeypatch):
         out = tmp_path / '_'.join(flags)
         assert ds.main(['--mode', 'retrieval', *flags, '--out', str(out), '--quiet']) == 0
         res = json.loads((out / 'results.json').read_text())['results']; test = json.loads((out / 'splits.json').read_text())['splits'][0]['test']
-        rows = [int(w.split('/')[1].split('@')[0]) for w in test]        # window ids 'vt/<row>@<start>'
-        assert res[0]['pairs'] == len(rows); return np.bincount(_video_target().y[rows], minlength=3)
+        t = _video_target(); row = {w: i for i, w in enumerate(t.ids)}; rows = [row[w] for w in test]
+        assert res[0]['pairs'] == len(rows); return np.bincount(t.y[rows], minlength=3)
     assert drawn('--zs_test_per_class', '2').tolist() == [2, 2, 2]       # per class
     per_class = drawn('--pairs', '7', '--zs_test_per_class', '2')
     assert per_class.sum() == 7 and (per_class > 0).sum() > 1            # --pairs wins: 7 in all, from more than one class
