@@ -64,37 +64,50 @@ def _ego_video(root: Path, uid):
                  if p.exists()), None)
 
 # %% ../../nbs/03d_datasets.ego4d.ipynb #c068
-def read_ego4d(root, cfg, policy, with_video=False, imu_source='auto', cache_dir=None, stride=WINDOW):
-    "Recordings of the Ego4D layout (videos with IMU; timestamps aligned to the video clock; bad list honoured)."
+def read_ego4d(root, cfg, policy, with_video=False, imu_source='auto', cache_dir=None, stride=WINDOW, qc=None):
+    "Recordings of the Ego4D layout (videos with IMU; timestamps aligned to the video clock; bad list honoured; `qc`: a `harlib qc` folder applied)."
     root = Path(root or '.'); meta = root / 'ego4d.json'
     if not meta.exists(): raise FileNotFoundError(f'{root}: no ego4d.json')
     videos = json.loads(meta.read_text()).get('videos')
     if not isinstance(videos, list): raise BadInput(meta, 'missing_metadata', "no 'videos' list")
     bad, recs = _bad_list(root), []
+    if qc is not None:
+        from harlib.qc.apply import QCResult
+        qc = qc if isinstance(qc, QCResult) else QCResult(qc)
     for i, v in enumerate(videos):
         with policy.guard(f'{meta.name} videos[{i}]'):
-            rec = _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, stride)
+            rec = _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, stride, qc)
             if rec is not None: rec.bad_s = bad.get(rec.id, ()); recs.append(rec)
     return recs, []
 
-def _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, stride):
+def _ego_video_rec(root, v, i, cfg, policy, with_video, imu_source, cache_dir, stride, qc=None):
     where = f'ego4d.json videos[{i}]'
     uid = _need(v, 'video_uid', where); where = f'ego4d video {uid}'
     has_imu = _need(v, 'has_imu', where)
     dur = float(v.get('video_metadata', {}).get('video_duration_sec') or _need(v, 'duration_sec', where))
     if not has_imu: policy.note(where, 'no_imu', 'has_imu is false', 1); return None
-    f = _ego_imu_file(root, uid, imu_source)
+    f = _ego_imu_file(root, uid, imu_source); job, acts = qc.job(uid) if qc else None, []
     def canon():
-        x, t_ms = _ego_imu(f); return imu.to_canonical(x, cfg.spec, timestamps_ms=t_ms, name=str(f))
-    r = _cached(canon, f, cache_dir)                  # parsed and resampled once; with cache_dir, once per file version
+        x, t_ms = _ego_imu(f)
+        if job:
+            from harlib.qc.apply import apply_times
+            t_ms, x, acts[:] = apply_times(job, t_ms, x)         # repair and shift as the QC folder says
+        return imu.to_canonical(x, cfg.spec, timestamps_ms=t_ms, name=str(f))
+    r = canon() if job else _cached(canon, f, cache_dir)  # parsed and resampled once; with cache_dir, once per file version
     grid = np.arange(np.ceil(r.t0_s / 5 - 1e-6) * 5, r.t0_s + len(r.x) / RATE, stride / RATE)
     subj = str((v.get('harlib') or {}).get('subject') or v.get('participant_id') or v.get('fb_participant_id') or uid)
     rec = Rec(uid, subj, r.x, r.valid, t0_s=r.t0_s, starts=np.rint((grid - r.t0_s) * RATE).astype(np.int64), max_s=dur)
+    if job: _qc_drop(rec, grid, job, acts, policy, where)
     if with_video:
         rec.video = _ego_video(root, uid)
         if rec.video is None: raise BadInput(where, 'imu_without_video', 'no video/<uid>.mp4')
         rec.max_s = min(dur, _check_video(rec.video, rec.video))
     return rec
+
+def _qc_drop(rec, grid, job, acts, policy, where):
+    "Leave out the windows a QC folder's drop.csv lists; count every QC action on the recording."
+    from harlib.qc.apply import drop_mask, note
+    drop = drop_mask(job, grid); rec.starts = rec.starts[~drop]; note(policy, where, acts, int(drop.sum()))
 
 def _prepared(root, policy, **kw):
     "The store `harlib prepare ego4d` wrote at `root` as a WindowDataset (memory-mapped, no CSV parsed); None if `root` holds none."

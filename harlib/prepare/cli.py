@@ -33,6 +33,7 @@ def _parser() -> Parser:
     e.add_argument('--full_frame', action='store_true', help='video: keep the whole frame, not only the centre square training reads')
     e.add_argument('--imu_source', default='auto', choices=['auto', 'csv', 'processed'], help="which IMU files, as load('ego4d', imu_source=...)")
     e.add_argument('--strict', action='store_true', help='stop at the first bad file (else skip and count it)')
+    e.add_argument('--qc', help='a harlib qc folder: shift each IMU by its offset where confident, repair timestamps, drop drop.csv windows')
     e.add_argument('--no_progress', action='store_true', help='no progress bar')
     e.add_argument('--file_sleep', type=float, default=0, help=argparse.SUPPRESS)   # tests: slow down to kill mid-way
     m = sub.add_parser('embed', help='frozen video-tower features of a store (torchrun for several processes)',
@@ -76,7 +77,7 @@ def _main(argv) -> int:
     logging.getLogger('harlib.datasets').setLevel(logging.ERROR)
     try:
         s = prepare_ego4d(a.data_root, a.out, a.workers, a.video, a.size, a.fps, a.gop, a.crf, a.strict, a.imu_source,
-                          not a.no_progress, a.file_sleep, not a.full_frame)
+                          not a.no_progress, a.file_sleep, not a.full_frame, qc=a.qc)
     except BadInput as e: print(f'harlib prepare: bad input: {e}', file=sys.stderr); return 1   # --strict: the first bad file
     except (FileNotFoundError, RuntimeError) as e: raise UsageError(str(e)) from e
     _print_summary(a.out, s); return 0
@@ -85,4 +86,5 @@ def _print_summary(out, s):
     ev = _manifest(out).get('events', [])
     skipped = pd.Series([e[2] for e in ev if e[0] == 'skip'], dtype=str).value_counts().to_dict()
     print(f"harlib prepare: {s['recordings']} recordings, {s['windows']} grid windows, {s['imu_hours']:.2f} h of IMU in {out} "
-          f"({s['processed']} prepared now, {s['seconds']:.1f} s)" + (f'; skipped bad files: {skipped}' if skipped else ''))
+          f"({s['processed']} prepared now, {s['seconds']:.1f} s)" + (f'; skipped bad files: {skipped}' if skipped else '')
+          + (f"; QC applied: {s['qc']}" if s.get('qc') else ''))

@@ -19,6 +19,7 @@ from ..datasets.core import _normalize, _mask_bits
 from ..datasets.ego4d import _need, _ego_imu_file, _ego_imu, _bad_list, _ego_video
 from .core import *
 from .core import _atomic, _concat, _manifest
+from ..qc.apply import QCResult, apply_times, drop_mask
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def prepare_recording(job: dict, dst, video: dict = None, sleep: float = 0) -> d
     rec = dict(job, status='done', imu_version=file_version(job['imu']), params=PARAMS, video_opts=video)
     try:
         x, t_ms = _ego_imu(Path(job['imu']))
+        if job.get('qc'): t_ms, x, rec['qc_actions'] = apply_times(job['qc'], t_ms, x)   # --qc: repair and shift
         r = imu.to_canonical(x, spec, timestamps_ms=t_ms, name=job['imu'])
     except BAD as e:
         rec.update(status='bad', error=_bad(e, job['where'])); save_json(_part(dst, uid), rec); return dict(rec, peak_mb=peak_mb())
@@ -79,6 +81,7 @@ def prepare_recording(job: dict, dst, video: dict = None, sleep: float = 0) -> d
     (z,), _, _ = _normalize([one], PARAMS['normalize'], PARAMS['median'])   # exactly what load() does to a recording
     save_npy(_part(dst, uid, 'npy'), z); save_npy(_part(dst, uid, 'valid.npy'), r.valid)
     g = window_grid(r, job['bad_s'])
+    if job.get('qc'): drop = drop_mask(job['qc'], g['start_s']); g['bad'] |= drop; rec['qc_dropped'] = int(drop.sum())
     rec.update(n=len(z), t0_s=r.t0_s, mask=_mask_bits(one.mask), **{k: v.tolist() for k, v in g.items()})
     if video: rec.update(_video_part(job, dst, video))
     if sleep: time.sleep(sleep)                          # tests: slow a pass down to kill it mid-way
@@ -155,7 +158,7 @@ def part_done(dst, job: dict, video: dict = None) -> bool:
     try: rec = json.loads(f.read_text())
     except ValueError: return False
     return (rec.get('imu_version') == file_version(job['imu']) and rec.get('params') == PARAMS
-            and rec.get('video_opts') == video and rec.get('bad_s') == job['bad_s'])
+            and rec.get('video_opts') == video and rec.get('bad_s') == job['bad_s'] and rec.get('qc') == job.get('qc'))
 
 def lock_store(dst):
     "Hold `dst/.lock` (a POSIX lock: this process's own, released when it ends, even by SIGKILL); RuntimeError if another holds it."
@@ -179,10 +182,12 @@ def _pool(workers):
 # %% ../../nbs/14b_prepare.ego4d.ipynb #c022
 def prepare_ego4d(src, dst, workers: int = 1, video: bool = False, size: int = 224, fps: int = 10, gop: int = 5,
                   crf: int = 23, strict: bool = False, imu_source: str = 'auto', progress: bool = True, sleep: float = 0,
-                  square: bool = True) -> dict:
-    "Prepare the Ego4D layout at `src` into a store at `dst` (see above); returns a summary."
+                  square: bool = True, qc=None) -> dict:
+    "Prepare the Ego4D layout at `src` into a store at `dst` (see above; `qc`: a `harlib qc` folder to apply); returns a summary."
     t0 = time.perf_counter(); dst = Path(dst)
-    jobs, events = ego4d_jobs(src, imu_source); (dst / 'parts').mkdir(parents=True, exist_ok=True)   # a wrong root leaves nothing behind
+    jobs, events = ego4d_jobs(src, imu_source); q = QCResult(qc) if qc else None
+    for j in jobs if q else []: j['qc'] = q.job(j['uid'])
+    (dst / 'parts').mkdir(parents=True, exist_ok=True)   # a wrong root leaves nothing behind
     if strict and any(k == 'skip' for k, *_ in events): raise BadInput(*next(e[1:] for e in events if e[0] == 'skip'))
     vopts = dict(size=size, fps=fps, gop=gop, crf=crf, square=square) if video else None
     with lock_store(dst):
@@ -211,7 +216,7 @@ def _run(todo, dst, vopts, workers, strict, progress, sleep) -> float:
 def finalize(dst, jobs, events=(), src=None, video=None) -> dict:
     "Concatenate finished parts into imu.npy / valid.npy / windows.npy / recordings.csv and write store.json last."
     dst = Path(dst); recs = [json.loads(_part(dst, j['uid']).read_text()) for j in jobs if _part(dst, j['uid']).exists()]
-    stamp = [(r['uid'], r['imu_version'], r.get('video_opts'), r['status']) for r in recs] + [list(e) for e in events]
+    stamp = [(r['uid'], r['imu_version'], r.get('video_opts'), r['status']) + ((r['qc'],) if r.get('qc') else ()) for r in recs] + [list(e) for e in events]
     old = _manifest(dst)
     if old.get('complete') and old.get('stamp') == json.loads(json.dumps(stamp)): return old['summary']
     (dst / 'store.json').unlink(missing_ok=True)
@@ -224,11 +229,18 @@ def finalize(dst, jobs, events=(), src=None, video=None) -> dict:
     _atomic(dst / 'recordings.csv', lambda t: _recordings(done, offs).to_csv(t, index=False))
     summary = dict(recordings=len(done), bad_files=sum(r['status'] == 'bad' for r in recs), missing=len(jobs) - len(recs),
                    windows=int(sum(len(r['start']) for r in done)), imu_hours=float(offs[-1] / RATE / 3600))
+    if any(r.get('qc') for r in recs): summary['qc'] = _qc_counts(done); log.info(f"prepare: QC applied: {summary['qc']}")
     save_json(dst / 'store.json', dict(format=FORMAT, version=VERSION, dataset='ego4d', source=str(src), params=PARAMS,
                                        video=video, events=evs, summary=summary, stamp=stamp, complete=summary['missing'] == 0))
     return summary
 
 # %% ../../nbs/14b_prepare.ego4d.ipynb #c025
+def _qc_counts(done) -> dict:
+    "How many recordings QC repaired, shifted, left unshifted (low confidence), and how many windows it dropped."
+    acts = [a for r in done for a in r.get('qc_actions', [])]
+    return dict(repaired=acts.count('qc_repaired'), shifted=acts.count('qc_shifted'), not_shifted=acts.count('qc_not_shifted'),
+                dropped_windows=sum(r.get('qc_dropped', 0) for r in done))
+
 def _window_table(done, offs) -> np.ndarray:
     w = np.zeros(sum(len(r['start']) for r in done), WINDOW_DTYPE); i = 0
     for k, (r, o) in enumerate(zip(done, offs)):

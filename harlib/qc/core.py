@@ -38,11 +38,17 @@ def sort_times(t_ms, x) -> tuple:
     t_ms = np.asarray(t_ms, np.float64); o = np.argsort(t_ms, kind='stable'); t, x = t_ms[o], np.asarray(x)[o]
     keep = np.concatenate([[True], np.diff(t) > 0]); return t[keep], x[keep]
 
-def imu_rotation(t_ms, gyro=None, acc=None) -> tuple:
-    "(t s, running integral of |gyro| (rad), or of the accelerometer's jerk |d acc/dt| without a gyroscope)."
+def imu_rotation(t_ms, gyro=None, acc=None, smooth_s: float = 0.1) -> tuple:
+    "(t s, running integral of |gyro| (rad), or without a gyroscope of the jerk |d acc/dt| of the accelerometer smoothed over `smooth_s`)."
     t, v = sort_times(t_ms, gyro if gyro is not None else acc); t = t / 1000
-    if gyro is None: v = np.diff(v, axis=0, prepend=v[:1]) / np.maximum(np.diff(t, prepend=t[0] - 1e-3), 1e-3)[:, None]
+    if gyro is None: t, v = _jerk(t, v, smooth_s)
     m = np.linalg.norm(v, axis=1); return t, np.concatenate([[0], np.cumsum(0.5 * (m[1:] + m[:-1]) * np.diff(t))])
+
+def _jerk(t, acc, smooth_s) -> tuple:
+    "(t, d acc/dt) of `acc` after a moving mean over `smooth_s` (differentiating raw samples measures their noise)."
+    k = max(1, int(round(smooth_s / np.median(np.diff(t))))); c = np.cumsum(np.vstack([np.zeros((1, acc.shape[1])), acc]), 0)
+    a = (c[k:] - c[:-k]) / k; t = t[k // 2: k // 2 + len(a)]
+    return (t[1:] + t[:-1]) / 2, np.diff(a, axis=0) / np.diff(t)[:, None]
 
 # %% ../../nbs/15a_qc.core.ipynb #c014
 def lag_curves(vt, vm, it, F, seg_s=SEG_S, hop_s=HOP_S, max_lag=MAX_LAG_S, step=LAG_STEP_S) -> tuple:

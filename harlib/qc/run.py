@@ -46,7 +46,7 @@ def qc_jobs(dataset: str, root, imu_source: str = 'auto') -> tuple:
 
 def _beside(pairs, kind, root) -> tuple:
     jobs = [dict(id=i, kind=kind, imu=str(f), video=str(v), root=str(root)) for i, f, v in pairs if v is not None]
-    return jobs, [(str(f), 'imu_without_video', f'no video beside it ({"/".join(VIDEO_EXT)})') for _, f, v in pairs if v is None]
+    return jobs, [(i, 'imu_without_video', f'no video beside {f} ({"/".join(VIDEO_EXT)})') for i, f, v in pairs if v is None]
 
 # %% ../../nbs/15b_qc.run.ipynb #c006
 def _ego4d_jobs(root: Path, imu_source) -> tuple:
