@@ -9,7 +9,7 @@ __all__ = ['CASES', 'CASES_HELP', 'Timer', 'best_of', 'machine', 'format_table',
 import argparse, importlib, json, time, sys, platform, os
 from ..cli import Parser, run as run_command
 
-CASES = ('imu', 'synth', 'data', 'model', 'pretrain', 'eval', 'prepare', 'video')
+CASES = ('imu', 'synth', 'data', 'model', 'pretrain', 'eval', 'prepare', 'video', 'qc')
 CASES_HELP = '''cases (what each one measures):
   imu       windows/s cutting a 60-min IMU recording into 5-s windows, harlib against the released code's algorithm
   synth     seconds to simulate 60 min of paired head-IMU and 112-px video, in memory and to disk, against real time
@@ -18,7 +18,8 @@ CASES_HELP = '''cases (what each one measures):
   pretrain  pretraining throughput with 1 and 2 processes, data-wait share, the frozen-video cache's speed-up
   eval      the full linear-probe protocol on cached embeddings against re-encoding every batch every epoch
   prepare   hours of 200 Hz Ego4D IMU `harlib prepare` stores per core-minute, and peak memory, at 2, 5 and 10 h
-  video     windows/s per core, 10 random 224-px frames, from a 1080p30 source and from its prepared copy'''
+  video     windows/s per core, 10 random 224-px frames, from a 1080p30 source and from its prepared copy
+  qc        hours of paired IMU-video recording harlib qc checks per core-minute, raw and prepared, and its peak memory'''
 
 # %% ../../nbs/10_bench.ipynb #c005
 class Timer:
