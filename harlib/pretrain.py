@@ -297,6 +297,7 @@ class Trainer:
         a, d = self.a, self.d
         self.cache = self._video_cache()
         base = load_data(a, self.wants_video and self.cache is None, image_size(self.model))
+        if getattr(base, 'report', None): log.info(f'{a.dataset}: windows left out and QC actions (harlib qc) {dict(base.report)}')
         if self.cache is not None: base, self.cache_rows = match_cache(self.cache, base)
         self.norm = getattr(base, 'norm', None)        # the normalisation the data got; saved with every checkpoint
         if (a.rotate or a.tilt) and self.norm not in (None, 'physical'):
