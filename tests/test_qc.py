@@ -94,3 +94,11 @@ def test_sigterm_ends_the_pool(world, tmp_path):
     p.send_signal(signal.SIGTERM); p.wait(30)
     time.sleep(0.5); assert not [k for k in kids if Path(f'/proc/{k}').exists() and 'Z' not in Path(f'/proc/{k}/stat').read_text().split()[2]]
     assert p.returncode != 0
+
+def test_torchrun_ranks_share_the_recordings(world, tmp_path):
+    out = tmp_path / 'q'
+    r = subprocess.run([str(Path(sys.executable).parent / 'torchrun'), '--standalone', '--nproc_per_node=2', '-m', 'harlib.qc', 'ego4d',
+                        str(world[0]), '--out', str(out), '--workers', '0', '--no_progress'], env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count('harlib qc:') == 1                              # rank 0 reports once
+    assert len(pd.read_csv(out / 'qc.csv')) == len(world[1]) == len(list((out / 'parts').glob('*.json')))
