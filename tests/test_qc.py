@@ -68,6 +68,14 @@ def test_folder_of_csvs_with_videos(world, tmp_path, gyro, capsys):
     assert len(qc) == len(off) + 1 and (qc['confidence'].iloc[:-1] > 0).all()
     if gyro: assert len(ok) >= 0.5 * len(off)                           # the accelerometer's jerk alone passes less often
     assert all(abs(ok.loc[k, 'offset_s'] - off[k]) < 0.1 for k in ok.index), ok[['offset_s', 'confidence']]
+    if not gyro: return
+    from harlib.datasets import load                                    # the folder loader applies the QC folder
+    before, after = load('folder', d), load('folder', d, qc=tmp_path / 'qc')
+    back = {u[:8] for u, g in truth.items() if g['backwards']}
+    assert set(before.recs) - {'lonely'} == set(off) - back and set(after.recs) - {'lonely'} == set(off)
+    assert after.report['qc_shifted'] == len(ok) and after.report['qc_repaired'] == int(((qc['duplicates'] + qc['backwards']) > 0).sum())
+    for k in ok.index: assert abs(after.recs[k].t0_s) < 0.1 + 0.01, (k, after.recs[k].t0_s)   # on the video clock
+    assert after.report['qc_dropped'] > 0 and sum(r.valid.sum() for r in after.recs.values()) < sum(len(r.valid) for r in after.recs.values())
 
 def test_mmea_clips(tmp_path, capsys):
     root = write('mmea', tmp_path / 'mmea', subjects=1, minutes=1.5, size=32, **QUIET)

@@ -97,15 +97,19 @@ def _subject(df, f, root, rule):
         m = re.search(rule[6:], str(f.relative_to(root))); return m[1] if m else ''
     return str(df[rule].iloc[0])
 
-def _folder_file(f, root, sp, spec):
+def _folder_file(f, root, sp, spec, job=None):
     df = read_table(f, header=True)
     cols, spec = _columns(df, f, sp, spec)
     tc = sp.get('time_column')
     if tc and tc not in df.columns: raise BadInput(f, 'missing_columns', f'no time column {tc!r}')
     t = imu.timestamps_ms(df[tc].to_numpy() if sp.get('time_unit') == 'datetime' else numeric(df, [tc], f)[:, 0],
                           sp.get('time_unit', 'ms'), str(f)) if tc else None
-    r = imu.to_canonical(numeric(df, cols, f), spec, timestamps_ms=t, name=str(f))
-    return r, t, _labels(df, f, sp), _subject(df, f, root, sp.get('subject', 'file'))
+    x, lab, acts = numeric(df, cols, f), _labels(df, f, sp), []
+    if job:                                                   # a harlib qc folder: repair and shift (labels kept in step)
+        from harlib.qc.apply import apply_rows
+        t, x, lab, acts = apply_rows(job, t, x, spec.rate, lab)
+    r = imu.to_canonical(x, spec, timestamps_ms=t, name=str(f))
+    return r, t, lab, _subject(df, f, root, sp.get('subject', 'file')), acts
 
 def _codes(lab, names, fixed, f, r, t, rate):
     "Label codes of one recording on its 50-Hz grid (-1: unlabelled); new class names appended to `names`."
@@ -117,16 +121,26 @@ def _codes(lab, names, fixed, f, r, t, rate):
     if np.ndim(lab) == 0: return int(codes[0])
     return labels_on_grid(codes, t, r.t0_s, len(r.x)) if t is not None else resample_labels(codes, rate, len(r.x))
 
-def read_folder(root, cfg, policy, with_video=False, spec=None):
-    "Recordings from a folder of CSVs described by a spec file (see above); also the dataset options the spec sets."
+def read_folder(root, cfg, policy, with_video=False, spec=None, qc=None):
+    "Recordings from a folder of CSVs described by a spec file (see above; `qc`: a `harlib qc` folder applied); also the dataset options the spec sets."
     root = Path(root or '.'); sp = folder_spec(root, spec); sensor = _sensor_spec(sp)
     names = list(sp.get('classes') or []); fixed = bool(names); recs = []
+    if qc is not None:
+        from harlib.qc.apply import QCResult
+        qc = qc if isinstance(qc, QCResult) else QCResult(qc)
     for f in sorted(root.rglob('*.csv')):
         with policy.guard(f):
-            r, t, lab, subj = _folder_file(f, root, sp, sensor)
+            rid = str(f.relative_to(root).with_suffix('')); job = qc.job(rid) if qc else None
+            r, t, lab, subj, acts = _folder_file(f, root, sp, sensor, job)
             y = _codes(lab, names, fixed, f, r, t, sensor.rate)
-            recs.append(Rec(str(f.relative_to(root).with_suffix('')), subj, r.x, r.valid, labels=y, t0_s=r.t0_s, mask=r.mask))
+            recs.append(Rec(rid, subj, r.x, _qc_valid(r, job, acts, policy, rid), labels=y, t0_s=r.t0_s, mask=r.mask))
     return recs, names, {k: sp[k] for k in ('min_purity', 'normalize') if k in sp}
+
+def _qc_valid(r, job, acts, policy, rid):
+    "The recording's valid mask with the windows a QC folder's drop.csv lists left out; every QC action counted."
+    if not job: return r.valid
+    from harlib.qc.apply import invalidate, note
+    valid, n = invalidate(job, r.valid, r.t0_s); note(policy, rid, acts, n); return valid
 
 register(DatasetConfig('folder', read_folder, None, subjects='the spec file says (file, folder, column, regex)', split='subject',
                        notes='bring your own: CSVs + harlib.json/yaml; 3 (acc only) or 6 channels; any units and clocks'))
