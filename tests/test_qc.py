@@ -110,3 +110,13 @@ def test_torchrun_ranks_share_the_recordings(world, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count('harlib qc:') == 1                              # rank 0 reports once
     assert len(pd.read_csv(out / 'qc.csv')) == len(world[1]) == len(list((out / 'parts').glob('*.json')))
+
+def test_prepare_cli_applies_qc_and_says_so(world, qc_dir, tmp_path, capsys):
+    from harlib.prepare import main as prepare_main, Store
+    assert prepare_main(['ego4d', '--data_root', str(world[0]), '--out', str(tmp_path / 's0'), '--workers', '0', '--no_progress']) == 0
+    assert prepare_main(['ego4d', '--data_root', str(world[0]), '--out', str(tmp_path / 's1'), '--workers', '0', '--no_progress',
+                         '--qc', str(qc_dir)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert 'QC applied' not in out[0] and 'QC applied' in out[1] and "'shifted'" in out[1]
+    back = sum(bool(g['backwards']) for g in world[1].values())
+    assert len(Store(tmp_path / 's1').recordings) == len(Store(tmp_path / 's0').recordings) + back   # repaired, not skipped

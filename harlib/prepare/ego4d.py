@@ -90,7 +90,7 @@ def prepare_recording(job: dict, dst, video: dict = None, sleep: float = 0) -> d
 
 # %% ../../nbs/14b_prepare.ego4d.ipynb #c013
 def reencode(src, out, size: int = 224, fps: int = 10, gop: int = 5, crf: int = 23, preset: str = 'veryfast',
-             threads: int = 1, square: bool = True) -> dict:
+             threads: int = 1, square: bool = True, motion: list = None) -> dict:
     "Re-encode video `src` to `out` (H.264, short side `size`, `fps` frames/s, keyframe every `gop`); returns its facts."
     import av
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
@@ -104,21 +104,22 @@ def reencode(src, out, size: int = 224, fps: int = 10, gop: int = 5, crf: int = 
                 o.codec_context.thread_count = threads
                 o.options = {'crf': str(crf), 'preset': preset, 'tune': 'fastdecode', 'g': str(gop), 'keyint_min': str(gop), 'bf': '0',
                              'sc_threshold': '0'}
-                n = _ticks(ic, s, o, oc, fps, W, H, (w, h))
+                n = _ticks(ic, s, o, oc, fps, W, H, (w, h), motion)
     except av.error.FFmpegError as e:
         tmp.unlink(missing_ok=True); raise VideoError(src, f'unreadable video (corrupt or truncated?): {e}') from None
     if n == 0: tmp.unlink(missing_ok=True); raise VideoError(src, 'video has no frames')
     os.replace(tmp, out)
     return dict(frames=n, fps=fps, width=w, height=h, seconds=n / fps, bytes=out.stat().st_size)
 
-def _ticks(ic, s, o, oc, fps, w, h, crop) -> int:
-    "Encode, at each tick k/fps, the last source frame shown at or before it; returns the frame count."
+def _ticks(ic, s, o, oc, fps, w, h, crop, motion=None) -> int:
+    "Encode, at each tick k/fps, the last source frame shown at or before it (its 32-px grey copy appended to `motion`, if a list); returns the frame count."
     from fractions import Fraction
     k, prev, last_t, dt = 0, None, 0.0, 1 / float(s.average_rate or fps)
     def emit(f):
         nonlocal k
         g = f.reformat(width=w, height=h, format='yuv420p')
         if crop != (w, h): g = _centre(g, *crop)
+        if motion is not None: motion.append(g.reformat(width=32, height=32, format='gray').to_ndarray())   # for harlib qc
         g.pts, g.time_base = k, Fraction(1, fps)
         for p in o.encode(g): oc.mux(p)
         k += 1
@@ -146,7 +147,9 @@ def _video_part(job, dst, opts) -> dict:
     "Re-encode a job's video into dst/video/<uid>.mp4: its facts, or the reason it failed (the IMU is kept either way)."
     if not job['video']: return dict(video_error=(job['where'], 'imu_without_video', 'no video/<uid>.mp4'))
     try:
-        info = reencode(job['video'], Path(dst) / 'video' / f"{job['uid']}.mp4", **opts)
+        grey = []; info = reencode(job['video'], Path(dst) / 'video' / f"{job['uid']}.mp4", **opts, motion=grey)
+        if len(grey) > 1:        # the frame-difference energy harlib qc reads instead of decoding the video again
+            save_npy(Path(dst) / 'motion' / f"{job['uid']}.npy", np.abs(np.diff(np.stack(grey).astype(np.float32), axis=0)).mean((1, 2)))
         return dict(video_s=info['seconds'], video_bytes=info['bytes'], video_version=file_version(job['video']))
     except BAD as e: return dict(video_error=_bad(e, job['where']))
 

@@ -131,7 +131,7 @@ def check(t_ms, acc, gyro, video, min_conf: float = MIN_CONF) -> dict:
     est = estimate_offset(lags, centres, r, min_conf)
     x = acc if gyro is None else np.concatenate([acc, gyro], 1)
     curve = np.nanmean(r, 0) if np.isfinite(r).any() else np.zeros(len(lags))
-    return dict(est, passed=est['confidence'] >= min_conf, imu_s=float(np.ptp(t_ms) / 1000), video_s=float(vt[-1] + vt[0]),
+    return dict(est, passed=est['confidence'] >= min_conf, samples=len(t_ms), imu_s=float(np.ptp(t_ms) / 1000), video_s=float(vt[-1] + vt[0]),
                 **time_faults(t_ms), **sensor_faults(t_ms, x), frozen=frozen_video(vt, vm),
                 lags=lags[::5].round(3).tolist(), curve=np.nan_to_num(curve[::5]).round(4).tolist())
 

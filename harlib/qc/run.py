@@ -57,8 +57,9 @@ def _ego4d_jobs(root: Path, imu_source) -> tuple:
 
 def _store_jobs(root: Path) -> tuple:
     from harlib.prepare import Store
-    s = Store(root); R = s.recordings; ok = R['video_error'] == ''
-    jobs = [dict(id=r.uid, kind='store', imu=str(root / 'imu.npy'), video=str(s.video(r.uid)), off=int(r.off), n=int(r.n), t0_s=float(r.t0_s))
+    s = Store(root); R = s.recordings; ok = R['video_error'] == ''; fps = (s.manifest.get('video') or {}).get('fps', 10)
+    jobs = [dict(id=r.uid, kind='store', imu=str(root / 'imu.npy'), video=str(s.video(r.uid)), off=int(r.off), n=int(r.n), t0_s=float(r.t0_s),
+                 fps=fps, motion=str(root / 'motion' / f'{r.uid}.npy') if (root / 'motion' / f'{r.uid}.npy').exists() else None)
             for r in R[ok].itertuples()]
     return jobs, [tuple(json.loads(e)) for e in R.loc[~ok, 'video_error']]
 
@@ -96,6 +97,11 @@ def _part(out, jid) -> Path: return Path(out) / 'parts' / (re.sub(r'[^A-Za-z0-9.
 def _versions(job) -> dict:
     return dict(imu=file_version(job['imu']), video=file_version(job['video']), params=PARAMS, min_conf=job['min_conf'])
 
+def _motion(job):
+    "The video, or in a store that has it the frame-difference energy `harlib prepare --video` saved, as (interval centres s, energy)."
+    if not job.get('motion'): return job['video']
+    vm = np.load(job['motion']); return (np.arange(len(vm)) + 0.5) / job['fps'], vm
+
 def qc_one(job: dict, out) -> dict:
     "QC one job into `out/parts/` (or reuse its finished part); returns the part."
     f = _part(out, job['id']); ver = json.loads(json.dumps(_versions(job)))
@@ -104,7 +110,7 @@ def qc_one(job: dict, out) -> dict:
             old = json.loads(f.read_text())
             if old.get('versions') == ver: return dict(old, reused=True)
     try:
-        t, acc, gyro = read_imu(job); q = check(t, acc, gyro, job['video'], job['min_conf'])
+        t, acc, gyro = read_imu(job); q = check(t, acc, gyro, _motion(job), job['min_conf'])
         part = dict(id=job['id'], status='done', versions=ver, **q, drop=drop_windows(q))
     except (BadInput, imu.BadRecording, OSError, ValueError, KeyError, IndexError) as e:
         part = dict(id=job['id'], status='bad', versions=ver, error=[job['id'], reason_of(e), str(e)])
@@ -163,7 +169,7 @@ COUNTS = ('duplicates', 'backwards', 'gaps', 'dead', 'clipped', 'frozen')
 def _row(p) -> dict:
     if p['status'] != 'done': return dict(recording=p['id'], error=f'{p["error"][1]}: {p["error"][2]}')
     n = {k: (p[k] if isinstance(p[k], int) else len(p[k])) for k in COUNTS}
-    rate = (p['duplicates'] + p['backwards']) / max(p['imu_s'] * 50, 1)
+    rate = (p['duplicates'] + p['backwards']) / max(p['samples'], 1)                    # repairable: under 1 % of the samples
     return dict(recording=p['id'], **{k: p[k] for k in ('offset_s', 'drift_ppm', 'confidence', 'passed', 'peak_r', 'segments', 'segments_ok')},
                 **n, faults=';'.join(f'{k}:{v}' for k, v in n.items() if v), repairable=bool(rate < 0.01),
                 imu_s=p['imu_s'], video_s=p['video_s'], error='')
@@ -171,7 +177,7 @@ def _row(p) -> dict:
 def finalize(out, jobs, skips=()) -> dict:
     "Write qc.csv, drop.csv, figures/ and qc.json from the parts of `jobs`; returns the summary."
     out = Path(out); parts = [json.loads(_part(out, j['id']).read_text()) for j in jobs]
-    qc = pd.DataFrame([_row(p) for p in parts] + [dict(recording=w, error=f'{r}: {d}') for w, r, d in skips])
+    qc = pd.DataFrame([_row(p) for p in parts] + [dict(recording=w, error=f'{r}: {d}') for w, r, d in skips], columns=None if parts or skips else ['recording', 'error'])
     drop = pd.DataFrame([(p['id'], *d) for p in parts if p['status'] == 'done' for d in p['drop']], columns=['recording', 'start_s', 'end_s', 'reason'])
     qc.to_csv(out / 'qc.csv', index=False); drop.to_csv(out / 'drop.csv', index=False); _figures(out, [p for p in parts if p['status'] == 'done'])
     done = qc[qc['error'] == ''] if 'error' in qc else qc
