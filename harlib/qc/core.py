@@ -53,10 +53,12 @@ def _jerk(t, acc, smooth_s) -> tuple:
 # %% ../../nbs/15a_qc.core.ipynb #c014
 def lag_curves(vt, vm, it, F, seg_s=SEG_S, hop_s=HOP_S, max_lag=MAX_LAG_S, step=LAG_STEP_S) -> tuple:
     "(lags s, segment centres s, Pearson r [segments, lags]): video motion `vm` at `vt` against the IMU's mean rotation over the same intervals on the IMU clock (video time + lag)."
-    h = np.median(np.diff(vt)) / 2; lags = np.arange(-max_lag, max_lag + step / 2, step)
-    q = vt[None] + lags[:, None]                                         # [lags, frames]: IMU-clock times
-    imu = (np.interp(q + h, it, F) - np.interp(q - h, it, F)) / (2 * h)
-    inside = (q - h >= it[0]) & (q + h <= it[-1])
+    h = np.median(np.diff(vt)) / 2; lags = np.arange(-max_lag, max_lag + step / 2, step); hs = max(1, int(round(h / step)))
+    g0 = vt[0] - max_lag - (hs + 2) * step; grid = g0 + np.arange(int((np.ptp(vt) + 2 * max_lag) / step) + 2 * hs + 6) * step
+    G = np.interp(grid, it, F)                                           # the integral on a `step` grid: then only lookups
+    i = np.rint((vt - max_lag - g0) / step).astype(np.int64)[None] + np.arange(len(lags))[:, None]   # [lags, frames]
+    imu = (G[i + hs] - G[i - hs]) / (2 * hs * step)                      # mean rotation over each frame interval, IMU clock
+    inside = (grid[i - hs] >= it[0]) & (grid[i + hs] <= it[-1])
     span = vt[-1] - vt[0]; n = int(np.floor((span - seg_s) / hop_s)) + 1 if span > seg_s else 1
     starts = vt[0] + np.arange(n) * hop_s; r = np.full((n, len(lags)), np.nan)
     for k, s0 in enumerate(starts):
