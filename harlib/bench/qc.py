@@ -32,18 +32,19 @@ def write_pan_corpus(root, hours: float, file_minutes: float = 10, size: int = 1
     return root
 
 # %% ../../nbs/10i_bench.qc.ipynb #c006
-PASS = ('import json, sys; from harlib.qc.run import run_qc; from harlib.prepare import peak_mb\n'
-        'print(json.dumps(dict(run_qc("ego4d", sys.argv[1], sys.argv[2], workers=0), peak_mb=peak_mb())))')
+PASS = ('import json, sys, time; from harlib.qc.run import run_qc; from harlib.prepare import peak_mb\n'
+        'c = time.process_time(); s = run_qc("ego4d", sys.argv[1], sys.argv[2], workers=0); c = time.process_time() - c\n'
+        'print(json.dumps(dict(s, peak_mb=peak_mb(), pass_cpu_s=c)))')
 
 def timed_qc(src, out) -> dict:
-    "`run_qc` on `src` in a fresh process of one core: wall s, CPU s (from `os.wait4`), peak MB, and its summary."
+    "`run_qc` on `src` in a fresh process of one core: wall s, CPU s (the process, from `os.wait4`; and of `run_qc` alone), peak MB, its summary."
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     with Timer() as t:
         p = subprocess.Popen([sys.executable, '-c', PASS, str(src), str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         o, err = p.stdout.read(), p.stderr.read(); _, status, ru = os.wait4(p.pid, 0)
     if status: raise RuntimeError(f'harlib qc failed ({status}): {err.decode()[-2000:]}')
     s = json.loads(o.decode().strip().splitlines()[-1])
-    return dict(wall_s=t.s, cpu_s=ru.ru_utime + ru.ru_stime, peak_mb=s['peak_mb'], summary=s)
+    return dict(wall_s=t.s, cpu_s=ru.ru_utime + ru.ru_stime, pass_cpu_s=s['pass_cpu_s'], peak_mb=s['peak_mb'], summary=s)
 
 # %% ../../nbs/10i_bench.qc.ipynb #c007
 def run(quick: bool = False, sizes=None) -> dict:
@@ -57,13 +58,15 @@ def run(quick: bool = False, sizes=None) -> dict:
             prepare_ego4d(src, tmp / f'store{h}', workers=0, video=True, size=112, progress=False)
             for kind, root in (('raw', src), ('store', tmp / f'store{h}')):
                 r = timed_qc(root, tmp / f'qc_{kind}{h}'); ok = r['summary']['passed'] / max(r['summary']['recordings'], 1)
-                figs.update({f'{kind}_h{h}_cpu_s': r['cpu_s'], f'{kind}_h{h}_wall_s': r['wall_s'], f'{kind}_h{h}_peak_mb': r['peak_mb'],
-                             f'{kind}_h{h}_hours_per_core_min': h / (r['cpu_s'] / 60), f'{kind}_h{h}_passed_share': ok})
+                figs.update({f'{kind}_h{h}_cpu_s': r['cpu_s'], f'{kind}_h{h}_pass_cpu_s': r['pass_cpu_s'], f'{kind}_h{h}_wall_s': r['wall_s'],
+                             f'{kind}_h{h}_peak_mb': r['peak_mb'], f'{kind}_h{h}_hours_per_core_min': h / (r['cpu_s'] / 60),
+                             f'{kind}_h{h}_pass_hours_per_core_min': h / (r['pass_cpu_s'] / 60), f'{kind}_h{h}_passed_share': ok})
             shutil.rmtree(tmp / f'src{h}'); shutil.rmtree(tmp / f'store{h}')
     finally: shutil.rmtree(tmp, ignore_errors=True)
     for kind in ('raw', 'store'):
-        cpu = np.array([figs[f'{kind}_h{h}_cpu_s'] for h in sizes]); slope, icpt = np.polyfit(np.array(sizes, float), cpu, 1)
-        figs.update({f'{kind}_cpu_s_per_hour': float(slope), f'{kind}_cpu_s_fixed': float(icpt), f'{kind}_marginal_hours_per_core_min': float(60 / slope),
-                     f'{kind}_goal_30h_per_core_min': bool(60 / slope >= 30),
+        cpu = np.array([figs[f'{kind}_h{h}_pass_cpu_s'] for h in sizes]); slope, icpt = np.polyfit(np.array(sizes, float), cpu, 1)
+        rate = sizes[-1] / (figs[f'{kind}_h{sizes[-1]}_pass_cpu_s'] / 60)                 # the pass at the largest size, start-up excluded
+        figs.update({f'{kind}_pass_cpu_s_per_hour': float(slope), f'{kind}_pass_hours_per_core_min': float(rate),
+                     f'{kind}_goal_30h_per_core_min': bool(rate >= 30),
                      f'{kind}_peak_mb_growth': float(figs[f'{kind}_h{sizes[-1]}_peak_mb'] - figs[f'{kind}_h{sizes[0]}_peak_mb'])})
     return figs
