@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES',
            'BadInput', 'reason_of', 'Report', 'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset',
-           'check_disjoint', 'subject_split', 'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
+           'check_disjoint', 'subject_split', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
            'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
            'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
            'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS', 'labels_on_grid',
@@ -26,7 +26,7 @@ from .folder import *
 # %% ../../nbs/03_datasets.ipynb #b061
 _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES', 'BadInput', 'reason_of',
         'Report', 'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset', 'check_disjoint',
-        'subject_split', 'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
+        'subject_split', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
         'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
         'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
         'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS',
