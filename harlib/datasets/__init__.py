@@ -9,7 +9,8 @@ __all__ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS
            'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
            'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
            'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS', 'labels_on_grid',
-           'example_folder', 'EXAMPLE_ACTIVITIES']
+           'example_folder', 'EXAMPLE_ACTIVITIES', 'WATCH_FILE', 'WATCH_CLASSES', 'WATCH_EXERCISES', 'WATCH_SPEC',
+           'watch_file', 'read_watch']
 
 # %% ../../nbs/03_datasets.ipynb #b060
 from ..constants import PD_CLASSES
@@ -22,6 +23,7 @@ from .pd import *
 from .synthetic import *
 from .basicmotions import *
 from .folder import *
+from .watch import *
 
 # %% ../../nbs/03_datasets.ipynb #b061
 _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES', 'BadInput', 'reason_of',
@@ -30,4 +32,5 @@ _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS',
         'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
         'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
         'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS',
-        'labels_on_grid', 'example_folder', 'EXAMPLE_ACTIVITIES']
+        'labels_on_grid', 'example_folder', 'EXAMPLE_ACTIVITIES',
+        'WATCH_FILE', 'WATCH_CLASSES', 'WATCH_EXERCISES', 'WATCH_SPEC', 'watch_file', 'read_watch']
