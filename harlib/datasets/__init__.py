@@ -24,6 +24,9 @@ from .synthetic import *
 from .basicmotions import *
 from .folder import *
 from .watch import *
+from .watch import *
+from .suite_files import *
+from .suite import *
 
 # %% ../../nbs/03_datasets.ipynb #b061
 _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES', 'BadInput', 'reason_of',
