@@ -113,3 +113,28 @@ def test_scan_lists_present_and_absent(tmp_path):
     assert scan.loc['usc_had', 'path'].endswith('USC-HAD')
     assert not scan_suite(tmp_path / 'nothing')['found'].any()
     with pytest.raises(FileNotFoundError, match="no dsads here"): load('dsads', tmp_path)
+
+def test_every_label_of_every_loader_is_in_the_ontology():
+    from harlib.datasets import ontology, shared_label
+    declared = {n: list(c.classes) for n, c in DATASETS.items() if c.classes}
+    declared['basicmotions'] = load('basicmotions').classes
+    assert set(SUITE) | {'watch'} <= set(declared)
+    vocab = ontology()['vocabulary']
+    for n, classes in declared.items():
+        for c in classes: assert shared_label(n, c) in vocab, (n, c)
+
+def test_to_shared_pools_labels_across_datasets(root):
+    from harlib.datasets import to_shared
+    a, b = to_shared(load('wisdm', root)), to_shared(load('motionsense', root))
+    assert a.classes == ['walking', 'running', 'sitting'] and b.classes == ['walking', 'stairs_down', 'sitting']
+    assert (a.index.loc[a.index['dataset_label'] == 'jogging', 'label_name'] == 'running').all()
+
+def test_the_ontology_file_ships_in_the_wheel(tmp_path):
+    import shutil, subprocess, sys, pathlib
+    repo, src = pathlib.Path(__file__).resolve().parents[1], tmp_path / 'src'      # a clean copy: no build/ or egg-info to lean on
+    shutil.copytree(repo / 'harlib', src / 'harlib', ignore=shutil.ignore_patterns('__pycache__'))
+    for f in ('setup.py', 'settings.ini', 'pyproject.toml', 'README.md', 'LICENSE', 'MANIFEST.in'): shutil.copy(repo / f, src / f)
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path), str(src)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'harlib/datasets/ontology.yaml' in zipfile.ZipFile(next(tmp_path.glob('harlib-*.whl'))).namelist()

@@ -27,6 +27,10 @@ from .watch import *
 from .watch import *
 from .suite_files import *
 from .suite import *
+from .watch import *
+from .suite_files import *
+from .suite import *
+from .ontology import *
 
 # %% ../../nbs/03_datasets.ipynb #b061
 _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES', 'BadInput', 'reason_of',
