@@ -62,6 +62,7 @@ COMMANDS = {  # subcommand -> (module:function, one-line help)
     'audit':      ('harlib.evaluate_splits:main', 'check every splits.json under a run folder: no group in train and test, repeats differ'),
     'docs':       ('harlib.docs:main',       'build the static HTML docs site offline from the notebooks'),
     'prepare':    ('harlib.prepare:main',    'prepare Ego4D once: a memory-mapped IMU store (+ --video), frozen-tower embeddings'),
+    'inspect':    ('harlib.contract:main',   'print what a checkpoint expects as input (rate, window, channels, units, placements, normalisation)'),
 }
 
 # %% ../nbs/11_cli.ipynb #c005
