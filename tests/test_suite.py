@@ -138,3 +138,11 @@ def test_the_ontology_file_ships_in_the_wheel(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'harlib/datasets/ontology.yaml' in zipfile.ZipFile(next(tmp_path.glob('harlib-*.whl'))).namelist()
+
+def test_uci_har_joins_only_windows_that_overlap(tmp_path):
+    write_suite(tmp_path, ['uci_har'])
+    before = load('uci_har', tmp_path).index['recording'].nunique()
+    f = tmp_path / 'UCI HAR Dataset' / 'train' / 'Inertial Signals' / 'total_acc_x_train.txt'
+    lines = f.read_text().split('\n'); v = lines[4].split(); v[0] = '9.9999999e-001'; lines[4] = ' ' + ' '.join(v)
+    f.write_text('\n'.join(lines))                                     # window 5 no longer continues window 4: a new recording
+    assert load('uci_har', tmp_path).index['recording'].nunique() == before + 1

@@ -100,7 +100,7 @@ def read_uci_har(root, cfg, policy, with_video=False):
         subj, y = _uci_table(d / f'subject_{split}.txt')[:, 0].astype(int), _uci_table(d / f'y_{split}.txt')[:, 0].astype(int)
         w = np.stack([_uci_table(d / 'Inertial Signals' / f'{s}_{split}.txt') for s in _UCI_SIGNALS], -1)   # [N, 128, 6]
         if not len(w) == len(subj) == len(y): raise BadInput(d, 'wrong_length', f'{len(w)} windows, {len(subj)} subjects, {len(y)} labels')
-        joins = [i > 0 and subj[i] == subj[i - 1] and y[i] == y[i - 1] and np.array_equal(w[i, :64], w[i - 1, 64:]) for i in range(len(w))]
+        joins = [i > 0 and subj[i] == subj[i - 1] and y[i] == y[i - 1] and np.allclose(w[i, :64], w[i - 1, 64:], rtol=1e-6, atol=1e-9) for i in range(len(w))]
         starts = [i for i, j in enumerate(joins) if not j] + [len(w)]
         for k, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
             rid = f'{split}/s{subj[a]:02d}/{names[y[a] - 1]}/{k:04d}'
@@ -123,7 +123,7 @@ PAMAP2_IMUS = {'hand': (3, 'wrist'), 'chest': (20, 'chest'), 'ankle': (37, 'ankl
 
 def _pamap2_file(f: Path, first: int, spec, names):
     "One subject's .dat -> canonical recording and per-sample label codes (-1: activity 0 or unknown)."
-    df = pd.read_csv(f, sep=' ', header=None)
+    df = pd.read_csv(f, sep=r'\s+', header=None)   # single spaces; a trailing one would add no column
     if df.shape[1] != 54: raise BadInput(f, 'wrong_channel_count', f'{df.shape[1]} columns, expected 54')
     cols = [first + 1, first + 2, first + 3, first + 7, first + 8, first + 9]   # acc ±16 g xyz, gyro xyz
     x = numeric(df, cols, f); ok = np.isfinite(x).all(1)
@@ -266,7 +266,7 @@ def read_mhealth(root, cfg, policy, with_video=False, position='arm'):
     spec = SensorSpec(50, 'm/s2', 'deg/s' if len(cols) == 6 else 'none', placement=place); recs = []
     for f in sorted(root.glob('mHealth_subject*.log'), key=lambda p: int(re.sub(r'\D', '', p.stem))):
         with policy.guard(f):
-            df = pd.read_csv(f, sep='\t', header=None)
+            df = pd.read_csv(f, sep=r'\s+', header=None)   # tabs
             if df.shape[1] != 24: raise BadInput(f, 'wrong_channel_count', f'{df.shape[1]} columns, expected 24')
             r = imu.to_canonical(numeric(df, cols, f), spec, name=str(f))
             codes = np.array([names.index(MHEALTH_ACTIVITIES[a]) if a in MHEALTH_ACTIVITIES else -1 for a in df[23]])
