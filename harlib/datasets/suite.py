@@ -350,7 +350,7 @@ def read_dsads(root, cfg, policy, with_video=False, position='T'):
     return _present(DSADS_CLASSES, recs, DSADS_CLASSES)
 
 _register('dsads', read_dsads, SensorSpec(25, placement='torso'), DSADS_CLASSES,
-          SuiteInfo('data', 'a[0-9][0-9]/p[0-9]/s[0-9][0-9].txt', '25 Hz', 'acc m/s2, gyro rad/s (Xsens MTx)',
+          SuiteInfo('data', 'a[0-9][0-9]/p[0-9]/s[0-9][0-9].txt', '25 Hz', 'acc m/s2, gyro rad/s (Xsens MTx output; the readme states no units)',
                     "position='T' (torso), 'RA', 'LA' (arms), 'RL', 'LL' (legs)", '8 people (p1-p8)', 'Altun and Barshan, Pattern Recognition 2010'),
           'data/a<NN>/p<N>/s<NN>.txt: 60 5-s segments joined per person and activity; one unit per load (position=)')
 
