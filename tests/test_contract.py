@@ -66,3 +66,9 @@ def test_older_checkpoints_get_an_inferred_contract(tmp_path):
     old = save_checkpoint(tmp_path / 'old.pt', build_model('imu_mae', 'tiny'), step=3)   # before stored contracts and normalisations
     c = checkpoint_contract(old)
     assert c.inferred and c.normalize == 'recording' and c.units[0] == 'm/s2' and 'inferred' in c.summary()
+
+def test_a_contract_names_the_placement_this_load_read(tmp_path):
+    from harlib.datasets import load, write_suite
+    write_suite(tmp_path, ['pamap2'])
+    assert contract_for(load('pamap2', tmp_path, position='chest')).placements == ('chest',)
+    assert contract_for(load('pamap2', tmp_path)).placements == ('wrist',)

@@ -33,7 +33,7 @@ def test_loader_reads_its_owners_layout(root, name):
     masks = ds.channel_masks()
     assert masks[:, 3:].all() == gyro and masks[:, 3:].any() == gyro
     if gyro: assert abs(np.median(ds.data[:, 3]) - FAKE_GYRO) < 0.02                   # rad/s, deg/s -> rad/s
-    assert ds.config.spec.placement == placement                                       # the default position's
+    assert ds.config.spec.placement == placement and registry().loc[name, 'placement'] == placement   # the default position's
     check = load(name, root)                                                            # the default preprocessing, split by subject
     assert check.index.groupby('subject')['split'].nunique().eq(1).all()
 
@@ -58,7 +58,7 @@ def test_pamap2_dropouts_are_gaps_and_activity_0_unlabelled(root):
     assert ds.report['dropped_samples'] == 60 and all(not r.valid.all() for r in ds.recs.values())
     assert (ds.index['label'] == -1).any()
     chest = raw('pamap2', root, position='chest')
-    assert chest.config.name == 'pamap2' and 'dropped_samples' not in chest.report and len(chest) >= len(ds)
+    assert chest.config.spec.placement == 'chest' and 'dropped_samples' not in chest.report and len(chest) >= len(ds)
     with pytest.raises(ValueError, match="position must be one of"): load('pamap2', root, position='foot')
 
 def test_wisdm_counts_malformed_records(root):
@@ -73,12 +73,12 @@ def test_realworld_positions_and_sessions_in_inner_zips(root):
     ds = raw('realworld', root)
     assert {'s02/climbingup/2', 's02/climbingup/3'} <= set(ds.index['recording'])
     for z in (root / 'realworld2016_dataset').glob('proband*/data/*.zip'): assert zipfile.is_zipfile(z)   # nothing unpacked
-    assert raw('realworld', root, position='waist').config.name == 'realworld'
+    assert raw('realworld', root, position='waist').config.spec.placement == 'waist'
 
 def test_mhealth_positions_and_null_class(root):
     assert (raw('mhealth', root).index['label'] == -1).any()
     chest = raw('mhealth', root, position='chest')
-    assert not chest.channel_masks()[:, 3:].any()
+    assert not chest.channel_masks()[:, 3:].any() and chest.config.spec.placement == 'chest' and chest.config.spec.gyro_unit == 'none'
 
 def test_capture24_schemes_and_unknown_annotations(root):
     ds = raw('capture24', root)
@@ -90,7 +90,7 @@ def test_capture24_schemes_and_unknown_annotations(root):
 def test_dsads_joins_segments(root):
     ds = raw('dsads', root)
     assert all(len(r.x) == 3 * 250 for r in ds.recs.values())                            # 3 segments of 5 s at 25 Hz -> 15 s at 50 Hz
-    assert raw('dsads', root, position='LL').config.name == 'dsads'
+    assert raw('dsads', root, position='LL').config.spec.placement == 'left leg'
 
 def test_usc_had_label_from_file_name(root):
     ds = raw('usc_had', root)

@@ -144,7 +144,7 @@ def read_pamap2(root, cfg, policy, with_video=False, position='hand', optional=F
             r, y, dropped = _pamap2_file(f, first, spec, names)
             if dropped: policy.note(f, 'dropped_samples', f'{dropped} rows with {position} IMU values missing', dropped)
             recs.append(Rec(f'{f.parent.name.lower()}/{f.stem}', f's{f.stem.replace("subject", "")}', r.x, r.valid, labels=y, t0_s=r.t0_s))
-    return _present(names, recs, names)
+    return *_present(names, recs, names), dict(spec=spec)
 
 _register('pamap2', read_pamap2, SensorSpec(100, placement='wrist'), PAMAP2_ACTIVITIES.values(),
           SuiteInfo('PAMAP2_Dataset', 'Protocol/subject1*.dat', '100 Hz (IMUs), ~9 Hz heart rate', 'acc m/s2 (the ±16-g sensor), gyro rad/s',
@@ -246,7 +246,7 @@ def read_realworld(root, cfg, policy, with_video=False, position='head'):
                 with policy.guard(name):
                     r = _realworld_csv(name, data, spec)
                     recs.append(Rec(f'{subj}/{m[1]}/{m[2] or 1}', subj, r.x, r.valid, labels=REALWORLD_CLASSES.index(m[1]), t0_s=0.0, mask=r.mask))
-    return _present(REALWORLD_CLASSES, recs, REALWORLD_CLASSES)
+    return *_present(REALWORLD_CLASSES, recs, REALWORLD_CLASSES), dict(spec=spec)
 
 _register('realworld', read_realworld, SensorSpec(50, 'm/s2', 'none', placement='head'), REALWORLD_CLASSES,
           SuiteInfo('realworld2016_dataset', 'proband*/data/acc_*_csv.zip', '~50 Hz (timestamps)', 'acc m/s2 (device axes); gyroscope not read',
@@ -272,7 +272,7 @@ def read_mhealth(root, cfg, policy, with_video=False, position='arm'):
             codes = np.array([names.index(MHEALTH_ACTIVITIES[a]) if a in MHEALTH_ACTIVITIES else -1 for a in df[23]])
             subj = f's{int(re.sub(r"[^0-9]", "", f.stem)):02d}'
             recs.append(Rec(subj, subj, r.x, r.valid, labels=resample_labels(codes, 50, len(r.x)), mask=r.mask))
-    return _present(names, recs, names)
+    return *_present(names, recs, names), dict(spec=spec)
 
 _register('mhealth', read_mhealth, SensorSpec(50, 'm/s2', 'deg/s', placement='wrist'), MHEALTH_ACTIVITIES.values(),
           SuiteInfo('MHEALTHDATASET', 'mHealth_subject*.log', '50 Hz', 'acc m/s2, gyro deg/s', "position='arm' (right lower arm), 'ankle', 'chest' (acc only)",
@@ -347,7 +347,7 @@ def read_dsads(root, cfg, policy, with_video=False, position='T'):
             x = np.concatenate([numeric(s, list(range(c0, c0 + 6)), d) for s in segs])
             r = imu.to_canonical(x, spec, name=str(d))
             recs.append(Rec(rid, d.name, r.x, r.valid, labels=a - 1))
-    return _present(DSADS_CLASSES, recs, DSADS_CLASSES)
+    return *_present(DSADS_CLASSES, recs, DSADS_CLASSES), dict(spec=spec)
 
 _register('dsads', read_dsads, SensorSpec(25, placement='torso'), DSADS_CLASSES,
           SuiteInfo('data', 'a[0-9][0-9]/p[0-9]/s[0-9][0-9].txt', '25 Hz', 'acc m/s2, gyro rad/s (Xsens MTx output; the readme states no units)',
