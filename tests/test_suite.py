@@ -21,7 +21,8 @@ EXPECT = {  # classes, subjects, placement, gyroscope
     'mhealth': (['standing_still', 'walking'], ['s01', 's02'], 'wrist', True),
     'capture24': (['sleep', 'sitting', 'walking'], ['P001', 'P002'], 'wrist', False),
     'dsads': (['sitting', 'walking_in_parking_lot', 'running_on_treadmill'], ['p1', 'p2'], 'torso', True),
-    'usc_had': (['walking_forward', 'sitting', 'sleeping'], ['s01', 's02'], 'hip', True)}
+    'usc_had': (['walking_forward', 'sitting', 'sleeping'], ['s01', 's02'], 'hip', True),
+    'hhar': (['stand', 'sit', 'walk'], ['a', 'b'], 'wrist', False)}
 
 @pytest.mark.parametrize('name', list(EXPECT))
 def test_loader_reads_its_owners_layout(root, name):
@@ -95,6 +96,13 @@ def test_dsads_joins_segments(root):
 def test_usc_had_label_from_file_name(root):
     ds = raw('usc_had', root)
     assert 's01/a08t1' in set(ds.index['recording'])                                       # the file whose field is 'activity_numbr'
+
+def test_hhar_streams_sessions_and_devices(root):
+    ds = raw('hhar', root)
+    assert sorted(ds.index['recording'].unique()) == ['a/gear_1/0', 'a/gear_1/1', 'b/gear_1/0', 'b/gear_1/1']   # the 30-s pause cuts a session
+    phone = raw('hhar', root, device='phone')
+    assert phone.config.spec.placement == 'waist' and set(phone.index['recording'].str.split('/').str[1]) == {'nexus4_1'}
+    with pytest.raises(ValueError, match='no usable recording'): load('hhar', root, devices=['lgwatch_2'])
 
 def test_bad_files_named_or_counted(root, tmp_path):
     write_suite(tmp_path, ['mhealth', 'dsads'])

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['FAKE_GYRO', 'WISDM_MALFORMED', 'REALWORLD_FAKE_POSITIONS', 'CAPTURE24_FAKE_ANNOTATIONS', 'SUITE_WRITERS',
            'write_uci_har', 'write_pamap2', 'write_wisdm', 'write_motionsense', 'write_realworld', 'write_mhealth',
-           'write_capture24', 'write_dsads', 'write_usc_had', 'write_suite']
+           'write_capture24', 'write_dsads', 'write_usc_had', 'write_hhar', 'write_suite']
 
 # %% ../../nbs/03k_datasets.suite_files.ipynb #k003
 import io, re, zipfile
@@ -192,9 +192,27 @@ def write_usc_had(root, subjects=2, seconds=12, seed=0):
     return root
 
 # %% ../../nbs/03k_datasets.suite_files.ipynb #k025
+def _hhar_rows(user, model, dev, rate, seconds, rng, t0):
+    rows = []
+    for k, gt in enumerate(('stand', 'null', 'walk', 'sit')):
+        n = int((2 if gt == 'null' else seconds) * rate); acc, _ = _bout(n, rate, k, rng)
+        t = t0 + np.cumsum(rng.integers(int(0.95e9 / rate), int(1.05e9 / rate), n)); t0 = t[-1] + (30_000_000_000 if gt == 'walk' else 0)
+        rows.append(pd.DataFrame(dict(Arrival_Time=(t // 1_000_000) + 40, Creation_Time=t, x=acc[:, 0], y=acc[:, 1], z=acc[:, 2],
+                                      User=user, Model=model, Device=dev, gt=gt)))
+    df = pd.concat(rows, ignore_index=True)
+    return pd.concat([df.iloc[:11], df.iloc[10:11], df.iloc[11:]], ignore_index=True)   # one time stamp twice
+
+def write_hhar(root, subjects=2, seconds=12, seed=0):
+    root = Path(root) / 'Activity recognition exp'; root.mkdir(parents=True, exist_ok=True); rng = np.random.default_rng(seed)
+    for fname, devs in (('Watch_accelerometer.csv', (('gear', 'gear_1', 100),)), ('Phones_accelerometer.csv', (('nexus4', 'nexus4_1', 200),))):
+        df = pd.concat([_hhar_rows(u, m, d, r, seconds, rng, 1424696631913248572) for u in 'abcdefghi'[:subjects] for m, d, r in devs], ignore_index=True)
+        df.insert(0, 'Index', np.arange(len(df))); df.to_csv(root / fname, index=False, float_format='%.7g')
+    return root
+
+# %% ../../nbs/03k_datasets.suite_files.ipynb #k027
 SUITE_WRITERS = {'uci_har': write_uci_har, 'pamap2': write_pamap2, 'wisdm': write_wisdm, 'motionsense': write_motionsense,
                  'realworld': write_realworld, 'mhealth': write_mhealth, 'capture24': write_capture24, 'dsads': write_dsads,
-                 'usc_had': write_usc_had}
+                 'usc_had': write_usc_had, 'hhar': write_hhar}
 
 def write_suite(root, names=None, **kw) -> dict:
     "Tiny copies of the suite datasets `names` (all when None) in their owners' layouts under `root`: name -> folder."
