@@ -89,6 +89,7 @@ def adapt(x, spec: SensorSpec, contract: InputContract, name: str = 'recording')
     _check_contract(contract); x = np.asarray(x, np.float64); win = x.ndim == 3
     if x.ndim not in (2, 3) or x.shape[-1] != spec.channels:
         raise UsageError(f'{name}: shape {x.shape}, expected [time, {spec.channels}] or [windows, time, {spec.channels}] as its spec says')
+    if not np.isfinite(x).all(): raise UsageError(f'{name}: {(~np.isfinite(x)).sum()} NaN/inf values; fill or drop them first (harlib.imu.fill_nonfinite)')
     si = x[..., spec.columns()] * spec.scales()
     y = imu.resample_uniform(np.moveaxis(si, -2, 0), spec.rate, contract.rate); y = np.moveaxis(y, 0, -2)
     n = y.shape[-2]

@@ -106,7 +106,7 @@ def read_uci_har(root, cfg, policy, with_video=False):
             rid = f'{split}/s{subj[a]:02d}/{names[y[a] - 1]}/{k:04d}'
             with policy.guard(rid):
                 r = imu.to_canonical(_uci_stitch(w, range(a, b)), cfg.spec, name=f'{d}: windows {a + 1}-{b}')
-                recs.append(Rec(rid, f's{subj[a]:02d}', r.x, r.valid, labels=names.index(names[y[a] - 1]), split=split))
+                recs.append(Rec(rid, f's{subj[a]:02d}', r.x, r.valid, labels=int(y[a]) - 1, split=split))
     return _present(UCI_HAR_CLASSES, recs, names)
 
 _register('uci_har', read_uci_har, SensorSpec(50, 'g', 'rad/s', placement='waist'), UCI_HAR_CLASSES,
@@ -245,7 +245,7 @@ def read_realworld(root, cfg, policy, with_video=False, position='head'):
                 if m[1] not in REALWORLD_CLASSES: policy.skip(name, 'unknown_class', m[1]); continue
                 with policy.guard(name):
                     r = _realworld_csv(name, data, spec)
-                    recs.append(Rec(f'{subj}/{m[1]}/{m[2] or 1}', subj, r.x, r.valid, labels=REALWORLD_CLASSES.index(m[1]), t0_s=0.0, mask=r.mask))
+                    recs.append(Rec(f'{subj}/{m[1]}/{m[2] or 1}', subj, r.x, r.valid, labels=REALWORLD_CLASSES.index(m[1]), mask=r.mask))
     return *_present(REALWORLD_CLASSES, recs, REALWORLD_CLASSES), dict(spec=spec)
 
 _register('realworld', read_realworld, SensorSpec(50, 'm/s2', 'none', placement='head'), REALWORLD_CLASSES,
