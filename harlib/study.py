@@ -147,7 +147,7 @@ PLANS = {  # data: minutes per subject; towers: the video towers' own corpus and
                       workers=2)),                                     # evaluation steps two at a time, one thread each
     'smoke': dict(
         size='tiny', nproc=2, seed=0, video_px=32,
-        data=dict(ego4d=dict(subjects=2, minutes=1), mmea=dict(subjects=4, minutes=3), pd=dict(subjects=2, minutes=2),
+        data=dict(ego4d=dict(subjects=2, minutes=1), mmea=dict(subjects=5, minutes=3), pd=dict(subjects=2, minutes=2),
                   towers=dict(preset='tiny', subjects=3, clips=1, epochs=1)),
         pretrain=dict(epochs=1, batch_size=8, lr=2e-3, freeze_towers=True, methods=['cross_sigmoid'], seeds=dict(cross_sigmoid=2)),
         evaluate=dict(shots=[1, 2], draws=2, epochs=3, ft_epochs=2,   # leave one subject out: pools of 2 subjects
