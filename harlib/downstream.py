@@ -6,8 +6,7 @@
 __all__ = ['ACC_ONLY', 'TABLE_METRICS', 'parse_args', 'Target', 'toy_target', 'target_from_dataset', 'load_target', 'ImuFeatures',
            'channel_choice', 'acc_only', 'target_opts', 'get_model', 'random_like', 'run_fewshot', 'encode_videos',
            'encode_imu_emb', 'pick_prototypes', 'run_zeroshot', 'run_retrieval', 'summary_tables', 'report_text',
-           'write_results', 'fold_count', 'split_facts', 'group_ci_rows', 'per_group', 'evaluate_modes',
-           'checkpoint_seed', 'run', 'main']
+           'write_results', 'fold_count', 'split_facts', 'group_ci_rows', 'per_group', 'evaluate_modes', 'run', 'main']
 
 # %% ../nbs/08a_downstream.ipynb #c004
 import builtins, json, sys, time, re, warnings
@@ -128,10 +127,10 @@ def target_opts(a, norm=None) -> list:
 
 # %% ../nbs/08a_downstream.ipynb #c019
 def get_model(a):
-    "`(model, pretrain label)` from `--checkpoint`, or a random-init model of `--model`/`--preset`."
+    "`(model, pretrain label, pretraining seed)` from `--checkpoint`, or a random-init model of `--model`/`--preset` (seed 0)."
     from harlib.models import load_checkpoint, build_model
     if not a.checkpoint:
-        torch.manual_seed(a.seed); return build_model(MODELS[a.model], a.preset), 'random-init'
+        torch.manual_seed(a.seed); return build_model(MODELS[a.model], a.preset), 'random-init', 0
     try: model, ck = load_checkpoint(a.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(f'{e}; give --checkpoint a file harlib pretrain wrote (runs/<name>/checkpoints/last.pt)') from e
@@ -139,7 +138,7 @@ def get_model(a):
     if kind in MODELS.values() and kind != MODELS[a.model]:
         raise UsageError(f'checkpoint {a.checkpoint} holds a {kind!r} model but --model {a.model} means {MODELS[a.model]!r}')
     ck_args = ck.get('args') if isinstance(ck.get('args'), dict) else {}
-    return model, a.pretrain or ck_args.get('dataset') or Path(a.checkpoint).parent.parent.name or 'checkpoint'
+    return model, a.pretrain or ck_args.get('dataset') or Path(a.checkpoint).parent.parent.name or 'checkpoint', int(ck_args.get('seed') or 0)
 
 def random_like(model, seed:int, mask=None) -> nn.Module:
     "A freshly initialized IMU encoder of the same architecture (for `scratch` and `random`)."
@@ -349,13 +348,6 @@ def _checkpoint_norm(a):
     try: return checkpoint_normalize(a.checkpoint)
     except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from e
 
-def checkpoint_seed(path) -> int:
-    "The pretraining seed a harlib checkpoint records (0 without a checkpoint, or where it records none)."
-    if not path: return 0
-    try: ck = torch.load(path, map_location='cpu', weights_only=False)
-    except (FileNotFoundError, RuntimeError, ValueError): return 0
-    return int((ck.get('args') or {}).get('seed', 0) or 0) if isinstance(ck, dict) else 0
-
 def run(a) -> pd.DataFrame:
     "Everything `main` does after parsing: load, evaluate, write, print; returns the long results."
     from harlib import __version__
@@ -371,8 +363,8 @@ def run(a) -> pd.DataFrame:
     if a.channels == 'acc': t = acc_only(t)
     if a.target_name: t.name = a.target_name
     proto = load_target(a.proto_dataset, a.proto_root, None, True, None, a.proto_opt) if a.proto_dataset and 'zeroshot' in a.mode else None
-    model, pretrain = get_model(a)
-    seed = a.pretrain_seed if a.pretrain_seed is not None else checkpoint_seed(a.checkpoint)
+    model, pretrain, ck_seed = get_model(a)
+    seed = a.pretrain_seed if a.pretrain_seed is not None else ck_seed
     if a.threads: torch.set_num_threads(int(a.threads))
     _log(a, f'downstream: {t.summary()}')
     results, long, facts, skipped, records = evaluate_modes(a, model, pretrain, t, proto, seed)
