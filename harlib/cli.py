@@ -58,10 +58,11 @@ COMMANDS = {  # subcommand -> (module:function, one-line help)
     'pretrain':   ('harlib.pretrain:main',   'pretrain an IMU encoder (use torchrun for several processes)'),
     'downstream': ('harlib.downstream:main', 'evaluate an encoder: few-shot probing / fine-tuning / zero-shot / retrieval'),
     'embed':      ('harlib.embed:main',      'write one row per window with its embedding (parquet), optionally a UMAP map'),
-    'study':      ('harlib.study:main',      'run a whole study (quickstart, smoke) and compare it with the committed reference'),
-    'audit':      ('harlib.evaluate_splits:main', 'check every splits.json under a run folder: no group in train and test, repeats differ'),
+    'study':      ('harlib.study:main',      'run a whole study (quickstart, full, smoke) and compare it with the committed reference'),
+    'audit':      ('harlib.evaluate.splits:main', 'check every splits.json under a run folder: no group in train and test, every group tested once, draws differ'),
     'docs':       ('harlib.docs:main',       'build the static HTML docs site offline from the notebooks'),
     'prepare':    ('harlib.prepare:main',    'prepare Ego4D once: a memory-mapped IMU store (+ --video), frozen-tower embeddings'),
+    'inspect':    ('harlib.contract:main',   'print what a checkpoint expects as input (rate, window, channels, units, placements, normalisation)'),
     'qc':         ('harlib.qc.run:main',     'pair quality: IMU-video clock offset and drift, timestamp faults, dead and frozen stretches (qc.csv, drop.csv)'),
 }
 

@@ -38,17 +38,13 @@ def pick_feature(model, feature: str = 'auto') -> str:
     if feature == 'post' and not has_head: raise UsageError(f'{type(model).__name__} has no projection head: use --feature pre')
     return ('post' if has_head else 'pre') if feature == 'auto' else feature
 
-@torch.no_grad()
 def embed_windows(model, ds, feature: str = 'auto', batch_size: int = 256, device='cpu', mask=None) -> np.ndarray:
-    "float32 `[N, D]`: the embedding of every window of `ds` (a WindowDataset); `mask` [6] overrides the windows' own."
-    feature = pick_feature(model, feature); model = model.eval().to(device); out = []
-    for i in range(0, len(ds), batch_size):
-        rows = np.arange(i, min(i + batch_size, len(ds)))
-        x = torch.from_numpy(ds.imu_windows(rows)).to(device)
-        m = torch.from_numpy(ds.channel_masks(rows)).to(device) if mask is None else torch.as_tensor(mask, device=device)
-        f = model.encode_imu(x, project=feature == 'post', mask=m) if feature == 'post' else model.imu_encoder(x, m)
-        out.append(f.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    "float32 `[N, D]`: the embedding of every window of `ds` (a WindowDataset) through `harlib.evaluate.encode`; `mask` [6] overrides the windows' own."
+    from harlib.evaluate.probes import encode, Rows
+    feature = pick_feature(model, feature); model = model.eval().to(device); n = len(ds)
+    masks = Rows(ds.channel_masks, n) if mask is None else np.broadcast_to(np.asarray(mask, bool), (n, len(mask)))
+    fn = (lambda x, m: model.encode_imu(x, project=True, mask=m)) if feature == 'post' else (lambda x, m: model.imu_encoder(x, m))
+    return encode(fn, Rows(ds.imu_windows, n), batch_size, device, masks)
 
 def embedding_frame(ds, emb) -> pd.DataFrame:
     "One row per window: recording, start_s, subject, label (class name, '' for none), emb_0 ... emb_{D-1}."

@@ -300,6 +300,8 @@ class Trainer:
         if getattr(base, 'report', None): log.info(f'{a.dataset}: windows left out and QC actions (harlib qc) {dict(base.report)}')
         if self.cache is not None: base, self.cache_rows = match_cache(self.cache, base)
         self.norm = getattr(base, 'norm', None)        # the normalisation the data got; saved with every checkpoint
+        from harlib.contract import contract_for
+        self.contract = contract_for(base, median=int(data_opts(a).get('median', 5)))   # the input contract, saved with every checkpoint
         if (a.rotate or a.tilt) and self.norm not in (None, 'physical'):
             log.warning(f'--rotate/--tilt with normalize={self.norm!r}: rotations assume the physical scaling')
         self.ds = EpochSeeded(base, a.seed)
@@ -444,7 +446,7 @@ class Trainer:
         from harlib.models import save_checkpoint
         extra = dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict(),
                      step=self.step, epoch=self.epoch, batch=self.batch, rng=rngs, world=self.d.world, args=vars(self.a),
-                     normalize=self.norm)
+                     normalize=self.norm, contract=self.contract.to_dict())
         for n in names: save_checkpoint(self.out / 'checkpoints' / n, self.model, **extra)
         log.info(f'step {self.step}: saved {", ".join(names)}')
 

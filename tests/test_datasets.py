@@ -1,7 +1,7 @@
 """harlib.datasets on fixtures written by harlib.synthetic.write, plus the bad-input corpus (lenient and strict)."""
 import numpy as np, pandas as pd, pytest, torch
 from pathlib import Path
-from harlib.datasets import load, BadInput, check_splits, LeakError, fewshot, subject_split, WindowDataset, Rec
+from harlib.datasets import load, BadInput, check_splits, LeakError, subject_split, WindowDataset, Rec
 from harlib.synthetic import write, MMEA_CLASSES
 from harlib.video import frame_number
 import badinput as bad
@@ -145,18 +145,11 @@ def test_clip_cache_serves_identical_eval_clips(fx, tmp_path):
 
 # ---- splits and few-shot ---------------------------------------------------------------------------------------
 
-def test_subject_split_is_disjoint_and_fewshot_reproducible(fx):
+def test_subject_split_is_disjoint(fx):
     ds = load('pd', fx['pd'])
     check_splits(ds.index)
     sp = subject_split(ds.index.assign(subject=np.arange(len(ds)) % 5), seed=3)
     assert set(sp) == {'train', 'val', 'test'}
-    tr, te = fewshot(ds.index, 1, seed=0, n_test=1)
-    assert np.bincount(ds.index['label'].to_numpy()[tr]).tolist() == [1] * 5 and not set(tr) & set(te)
-    assert (fewshot(ds.index, 1, seed=0)[0] == tr).all()
-    tr, te = fewshot(ds.index, 1, seed=0, n_test=1, groups=ds.index['subject'].to_numpy())
-    g = ds.index['subject'].to_numpy(); lab = ds.index['label'].to_numpy()
-    for c in range(5): assert g[tr][lab[tr] == c][0] != g[te][lab[te] == c][0]
-    with pytest.raises(ValueError, match='windows'): fewshot(ds.index, 500)
 
 def test_split_leak_raises_even_under_python_O():
     import subprocess, sys

@@ -64,32 +64,36 @@ def test_ties_count_against():
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_no_window_or_subject_in_both(seed):
     X, y, subj = ev.toy_task(per_class=60, subjects=8, seed=seed)
-    splits = ev.fewshot_splits(y, subj, shots=(5, 10, 20), repeats=3, test_per_class=10, seed=seed, val_frac=0.2)
+    splits = ev.fewshot_splits(y, subj, shots=(5, 10, 20), folds=4, draws=2, test_per_class=10, seed=seed, val_frac=0.2)
     for s in splits:
         tr = np.r_[s.train, s.val]
         assert not set(tr) & set(s.test)
         assert not set(subj[tr]) & set(subj[s.test])
         assert np.bincount(y[tr], minlength=5).tolist() == [s.shots] * 5
         assert len(s.val) == 5 * max(1, round(0.2 * s.shots))
+    tested = [g for s in splits if s.shots == 5 and s.draw == 0 for g in set(subj[s.test])]
+    assert sorted(tested) == sorted(set(subj))                       # every subject tested, in exactly one fold
 
 
 def test_leak_is_caught_in_code(monkeypatch):
-    from harlib import evaluate_splits as es
+    from harlib.evaluate import splits as es
     y = np.repeat(np.arange(3), 20); g = np.array(['a', 'b'] * 30)
-    monkeypatch.setattr(es, '_sides', lambda *a, **k: ([np.arange(0, 60, 4)], [np.array([2])]))  # window 2: subject 'a', as the pool
-    with pytest.raises(ev.LeakError, match='subject'): ev.fewshot_splits(y, g, shots=(2,), repeats=1)
+    monkeypatch.setattr(es, 'fold_sides', lambda *a, **k: [(np.arange(0, 60, 4), np.array([2]))])  # window 2: subject 'a', as the pool
+    with pytest.raises(es.LeakError, match='subject'): ev.fewshot_splits(y, g, shots=(2,))
 
 
 def test_without_groups_window_disjoint():
     y = np.repeat(np.arange(4), 30)
-    for s in ev.fewshot_splits(y, None, shots=(5, 10), repeats=2, test_per_class=10):
-        assert not set(s.train) & set(s.test) and len(s.test) == 40
+    splits = ev.fewshot_splits(y, None, shots=(5, 10), folds=3, test_per_class=10)
+    for s in splits:
+        assert not set(s.train) & set(s.test) and np.bincount(y[s.test], minlength=4).max() <= 10
+    assert len({s.fold for s in splits}) == 3
 
 
 def test_reproducible_by_seed():
     X, y, subj = ev.toy_task(per_class=40)
     run = lambda seed: ev.linear_probe(ev.FeatureCache(Spectrum(), X, np.arange(len(y))), y,
-                                       ev.fewshot_splits(y, subj, (5, 10), 2, 10, seed), 5, seed=seed, epochs=5)
+                                       ev.fewshot_splits(y, subj, (5, 10), folds=2, test_per_class=10, seed=seed), 5, seed=seed, epochs=5)
     a, b, c = run(0), run(0), run(1)
     assert [r['confusion'] for r in a] == [r['confusion'] for r in b]
     assert [r['confusion'] for r in a] != [r['confusion'] for r in c]
@@ -99,7 +103,7 @@ def test_reproducible_by_seed():
 
 def test_planted_easy_task_above_90():
     X, y, subj = ev.toy_task(per_class=60, subjects=6, seed=5)
-    splits = ev.fewshot_splits(y, subj, shots=(10, 20), repeats=3, test_per_class=20, seed=0)
+    splits = ev.fewshot_splits(y, subj, shots=(10, 20), folds=3, test_per_class=20, seed=0)
     res = ev.linear_probe(ev.FeatureCache(Spectrum(), X, np.arange(len(y))), y, splits, 5)
     assert min(r['balanced_accuracy'] for r in res) > 0.9
 
@@ -109,7 +113,7 @@ def test_random_init_encoder_probe_near_chance_on_hard_task():
     X, y, subj = ev.toy_task(per_class=60, subjects=6, signal=0.0, seed=7)
     torch.manual_seed(0)
     enc = ds.ImuFeatures(build_model('imu_mae', 'tiny'))
-    splits = ev.fewshot_splits(y, subj, shots=(10, 20), repeats=3, test_per_class=20, seed=0)
+    splits = ev.fewshot_splits(y, subj, shots=(10, 20), folds=3, test_per_class=20, seed=0)
     res = ev.linear_probe(ev.FeatureCache(enc, X, np.arange(len(y))), y, splits, 5, standardize=True)
     assert abs(np.mean([r['balanced_accuracy'] for r in res]) - 0.2) < 0.1
 
@@ -142,11 +146,11 @@ def test_released_flags_map(tmp_path):
 
 def test_cli_writes_results(tmp_path):
     argv = ['--model', 'imuptst', '--mode', 'lp', 'finetune', '--dataset', 'toy', '--epochs', '2', '--shots', '5',
-            '--repeats', '2', '--val_samples', '5', '--data_opt', 'per_class=20', '--save_model', '--report', '--quiet']
+            '--folds', '2', '--draws', '1', '--val_samples', '5', '--data_opt', 'per_class=20', '--save_model', '--report', '--quiet']
     assert ds.main(argv + ['--out', str(tmp_path / 'a')]) == 0
     assert ds.main(argv + ['--out', str(tmp_path / 'b')]) == 0
     a, b = (pd.read_csv(tmp_path / d / 'results.csv') for d in 'ab')
-    assert list(a.columns) == ['method', 'pretrain', 'target', 'mode', 'shots', 'repeat', 'metric', 'value']
+    assert list(a.columns) == ['method', 'pretrain', 'seed', 'target', 'mode', 'shots', 'fold', 'draw', 'repeat', 'metric', 'value']
     pd.testing.assert_frame_equal(a, b)                                # same seed, same numbers
     assert set(a['mode']) == {'lp', 'finetune'} and set(a['method']) == {'imuptst'}
     res = json.loads((tmp_path / 'a' / 'results.json').read_text())
@@ -168,7 +172,7 @@ def test_cli_zeroshot_and_retrieval(tmp_path, monkeypatch):
     assert ds.main(['--mode', 'zeroshot', 'retrieval', '--prototypes', '2', '--zs_test_per_class', '6', '--out', str(out), '--quiet']) == 0
     df = pd.read_csv(out / 'results.csv')
     zs = df[df['mode'] == 'zeroshot']
-    assert sorted(zs['repeat'].unique()) == list(range(5)) and {'MRR', 'R@1', 'R@3', 'balanced_accuracy', 'macro_f1'} <= set(zs.metric)
+    assert sorted(zs.fold.unique()) == [0, 1, 2, 3] and sorted(zs.draw.unique()) == [0, 1] and {'MRR', 'R@1', 'R@3', 'balanced_accuracy', 'macro_f1'} <= set(zs.metric)
     assert {'imu2video_R@1', 'video2imu_MRR', 'imu2video_median_rank'} <= set(df[df['mode'] == 'retrieval'].metric)
     assert ds.main(['--mode', 'retrieval', 'zeroshot', '--prototypes', '2', '--zs_test_per_class', '6', '--out', str(tmp_path / 'z2'), '--quiet']) == 0
     again = pd.read_csv(tmp_path / 'z2' / 'results.csv')                # eval mode (no dropout): same numbers in any order
@@ -176,18 +180,18 @@ def test_cli_zeroshot_and_retrieval(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(df.sort_values(key).reset_index(drop=True), again.sort_values(key).reset_index(drop=True))
 
 
-def test_retrieval_pairs_are_drawn_in_all_or_per_class(tmp_path, monkeypatch):
-    "--pairs N draws N pairs from the whole target, across its classes; without it, --zs_test_per_class per class."
+def test_retrieval_pairs_are_drawn_from_every_window(tmp_path, monkeypatch):
+    "--pairs N draws N pairs from the whole target, across its classes; by default 1,000, or every window of a smaller target."
     monkeypatch.setattr(ds, 'load_target', lambda *a, **k: _video_target())     # 3 classes x 12 windows, 4 subjects
     def drawn(*flags):
-        out = tmp_path / '_'.join(flags)
+        out = tmp_path / ('_'.join(flags) or 'default')
         assert ds.main(['--mode', 'retrieval', *flags, '--out', str(out), '--quiet']) == 0
         res = json.loads((out / 'results.json').read_text())['results']; test = json.loads((out / 'splits.json').read_text())['splits'][0]['test']
         t = _video_target(); row = {w: i for i, w in enumerate(t.ids)}; rows = [row[w] for w in test]
         assert res[0]['pairs'] == len(rows); return np.bincount(t.y[rows], minlength=3)
-    assert drawn('--zs_test_per_class', '2').tolist() == [2, 2, 2]       # per class
-    per_class = drawn('--pairs', '7', '--zs_test_per_class', '2')
-    assert per_class.sum() == 7 and (per_class > 0).sum() > 1            # --pairs wins: 7 in all, from more than one class
+    assert drawn().tolist() == [12, 12, 12]                              # fewer windows than 1,000: all of them
+    some = drawn('--pairs', '7')
+    assert some.sum() == 7 and (some > 0).sum() > 1                      # 7 in all, from more than one class
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
@@ -199,7 +203,7 @@ def test_cli_errors_are_clear(tmp_path, capsys):
 def test_an_earlier_evaluation_is_not_overwritten(tmp_path, capsys):
     "A second run into the same --out is refused (one line naming the folder) and leaves the results; --overwrite replaces them."
     out = tmp_path / 'e'
-    argv = ['--dataset', 'toy', '--mode', 'handfeat', '--repeats', '2', '--out', str(out), '--quiet']
+    argv = ['--dataset', 'toy', '--mode', 'handfeat', '--folds', '2', '--out', str(out), '--quiet']
     assert ds.main(argv + ['--shots', '5']) == 0
     before = (out / 'results.json').read_bytes(); capsys.readouterr()
     assert ds.main(argv + ['--shots', '10']) == 2
@@ -216,7 +220,7 @@ def test_evaluate_pipeline_notebook(tmp_path):
     root = pathlib.Path(__file__).resolve().parents[1]
     run = tmp_path / 'run'
     pm.execute_notebook(str(root / 'nbs' / 'pipelines' / 'evaluate.ipynb'), str(tmp_path / 'out.ipynb'), cwd=str(root),
-                        parameters=dict(out=str(run), targets=['toy'], modes=['lp', 'zeroshot'], shots=[5, 10], repeats=2, epochs=2,
+                        parameters=dict(out=str(run), targets=['toy'], modes=['lp', 'zeroshot'], shots=[5, 10], folds=2, epochs=2,
                                         model='imuptst', method='probe'),
                         kernel_name='python3', progress_bar=False)
     assert {p.name for p in (run / 'figures').iterdir()} == {'fewshot_curves.png', 'confusion_toy.png'}

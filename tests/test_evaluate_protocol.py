@@ -9,7 +9,7 @@ from harlib import evaluate as ev, downstream as ds
 def test_basicmotions_groups_are_cases_and_official_split_is_used():
     t = ds.load_target('basicmotions')
     assert t.group_kind == 'recording' and t.official is not None
-    splits = ev.fewshot_splits(t.y, t.groups, (10,), 5, official=t.official)
+    splits = ev.fewshot_splits(t.y, t.groups, (10,), draws=5, official=t.official)
     g = np.asarray(t.groups)
     for s in splits:                                        # no case (10-s recording, two 5-s windows) on both sides
         assert not set(g[s.train]) & set(g[s.test])
@@ -17,11 +17,11 @@ def test_basicmotions_groups_are_cases_and_official_split_is_used():
 
 
 def test_downstream_says_which_protocol(tmp_path):
-    assert ds.main(['--dataset', 'basicmotions', '--mode', 'lp', '--shots', '5', '--repeats', '2', '--out', str(tmp_path), '--quiet']) == 0
+    assert ds.main(['--dataset', 'basicmotions', '--mode', 'lp', '--shots', '5', '--draws', '2', '--out', str(tmp_path), '--quiet']) == 0
     cfg = json.loads((tmp_path / 'results.json').read_text())['config']
     assert cfg['official_split'] and cfg['group_kind'] == 'recording' and 'official' in cfg['protocol']
     s = ev.summary(pd.read_csv(tmp_path / 'results.csv')).iloc[0]       # fixed test set: the CI resamples its 40 test cases
-    assert s.n == 2 and 0 <= s.ci_lo <= s['mean'] <= s.ci_hi <= 1
+    assert s.n == 2 and 0 <= s.ci_lo <= s['mean'] <= s.ci_hi <= 1 and s.unit.startswith('official split')
 
 
 # ---- defect 2: repeats that are one draw --------------------------------------------------------------------
@@ -30,30 +30,30 @@ def test_shot_count_without_distinct_draws_is_skipped_and_noted(tmp_path):
     y = np.repeat(np.arange(2), 40); g = np.arange(80) // 2           # 20 groups of two windows per class
     off = np.where(np.arange(80) % 40 < 20, 'train', 'test')          # pool: exactly 20 windows per class
     notes = []
-    splits = ev.fewshot_splits(y, g, (10, 20), 5, official=off, skipped=notes)
+    splits = ev.fewshot_splits(y, g, (10, 20), draws=5, official=off, skipped=notes)
     assert {s.shots for s in splits} == {10} and [n['shots'] for n in notes] == [20]
     assert len({tuple(s.train) for s in splits}) == 5
-    assert ds.main(['--dataset', 'basicmotions', '--mode', 'lp', '--shots', '10', '20', '--repeats', '5', '--out', str(tmp_path), '--quiet']) == 0
+    assert ds.main(['--dataset', 'basicmotions', '--mode', 'lp', '--shots', '10', '20', '--draws', '5', '--out', str(tmp_path), '--quiet']) == 0
     res = json.loads((tmp_path / 'results.json').read_text())
     assert [n['shots'] for n in res['skipped_shots']] == [20] and {r['shots'] for r in res['results']} == {10}
 
 
-# ---- defect 3: one test subject -----------------------------------------------------------------------------
+# ---- defect 3: one test subject; patients never tested ---------------------------------------------------------------------------
 
 def test_test_patients_rotate_leave_one_out():
     y = np.tile(np.repeat(np.arange(5), 30), 6); g = np.repeat([f'p{i}' for i in range(6)], 150)   # 6 patients, every class
-    splits = ev.fewshot_splits(y, g, (10,), 6, test_per_class=20)
+    splits = ev.fewshot_splits(y, g, (10,), test_per_class=20)                # few patients: leave one out
     tested = [tuple(sorted(set(g[s.test]))) for s in splits]
-    assert all(len(t) == 1 for t in tested) and len(set(tested)) == 6
+    assert all(len(t) == 1 for t in tested) and len(set(tested)) == 6 and len(tested) == 6
 
 
 # ---- defect 5: under-fitted probes --------------------------------------------------------------------------
 
 def test_default_probe_is_solved_logistic_regression():
-    from harlib.evaluate_probes import logreg_probe
+    from harlib.evaluate.probes import logreg_probe
     rng = np.random.default_rng(0); y = np.repeat(np.arange(4), 80); g = rng.integers(0, 8, len(y))
     X = rng.normal(size=(len(y), 64)).astype(np.float32); X[:, :4] = 0.02 * (np.eye(4)[y] + rng.normal(0, .3, (len(y), 4)))
-    sp = ev.fewshot_splits(y, g, (10,), 3, test_per_class=20)
+    sp = ev.fewshot_splits(y, g, (10,), folds=3, test_per_class=20)
     ours, paper = logreg_probe(X, y, sp, 4), ev.linear_probe(X, y, sp, 4)
     assert np.mean([r['balanced_accuracy'] for r in ours]) > np.mean([r['balanced_accuracy'] for r in paper]) + 0.2
     assert all(r['converged'] for r in ours) and ds.parse_args([]).probe == 'logreg'
@@ -71,17 +71,16 @@ def test_finetune_full_trains_the_encoder_like_scratch(monkeypatch):
 
 # ---- defect 7: uncertainty out of range -----------------------------------------------------------------------
 
-def test_ci_clipped_and_none_from_fewer_than_three():
-    assert math.isnan(ev.summarize([0.1, 0.99])['ci_lo'])
+def test_ci_clipped_and_none_from_one_value():
+    assert math.isnan(ev.summarize([0.7])['ci_lo'])
     for v in ([1.0, 1.0, 0.8], [0.0, 0.0, 0.3, 0.01], np.random.default_rng(0).uniform(.9, 1, 5)):
         s = ev.summarize(v); assert 0 <= s['ci_lo'] <= s['mean'] <= s['ci_hi'] <= 1
 
 
-def test_zeroshot_resamples_with_replacement_and_redraws_prototypes():
-    idx = ev.bootstrap_indices(np.repeat([0, 1], 50), times=3)
-    assert all(len(i) == 100 and len(np.unique(i)) < 100 for i in idx)
+def test_zeroshot_redraws_prototypes_from_outside_the_fold():
     a = ds.parse_args(['--prototypes', '2']); t = ds.toy_target(n_classes=3, per_class=30)
-    pool, _ = ev.holdout(t.y, t.groups, 5)
+    pool, test = ev.fold_sides(t.y, t.groups, 3)[0]
+    assert not set(np.asarray(t.groups)[pool]) & set(np.asarray(t.groups)[test])
     draws = [ds.pick_prototypes(t, pool, a, draw=i)[1].tolist() for i in range(3)]
     assert len({tuple(d) for d in draws}) == 3
 
@@ -94,7 +93,7 @@ def test_adamw_step_matches_torch():
     P, m, v, t = P0.clone(), torch.zeros_like(P0), torch.zeros_like(P0), torch.zeros(2, dtype=torch.float64)
     ref = torch.nn.Parameter(P0.clone()); opt = torch.optim.AdamW([ref], lr=1e-2, weight_decay=0.01)
     for G in Gs:
-        t += 1; ev._adamw_(P, G, m, v, t, torch.ones(2, dtype=torch.float64), 1e-2, 0.01)
+        t += 1; ev.probes._adamw_(P, G, m, v, t, torch.ones(2, dtype=torch.float64), 1e-2, 0.01)
         ref.grad = G.clone(); opt.step()
     torch.testing.assert_close(P, ref.detach(), atol=1e-6, rtol=0)
 
@@ -102,8 +101,8 @@ def test_adamw_step_matches_torch():
 # ---- splits.json and `harlib audit` ----------------------------------------------------------------------------
 
 def test_every_evaluation_writes_splits_and_audit_catches_a_planted_leak(tmp_path):
-    from harlib.evaluate_splits import main as audit_main
-    assert ds.main(['--mode', 'lp', '--shots', '5', '10', '--repeats', '3', '--data_opt', 'per_class=60', '--out', str(tmp_path / 'ok'), '--quiet']) == 0
+    from harlib.evaluate.splits import main as audit_main
+    assert ds.main(['--mode', 'lp', '--shots', '5', '10', '--folds', '3', '--draws', '1', '--data_opt', 'per_class=60', '--out', str(tmp_path / 'ok'), '--quiet']) == 0
     sp = json.loads((tmp_path / 'ok' / 'splits.json').read_text())
     assert len(sp['splits']) == 6 and all('@' in i for i in sp['splits'][0]['train'])
     assert audit_main([str(tmp_path)]) == 0
@@ -120,16 +119,16 @@ def test_no_basicmotions_case_on_both_sides_with_the_targets_own_groups():
     from harlib.datasets import load
     rec = load('basicmotions').index['recording'].astype(str).to_numpy()
     t = ds.load_target('basicmotions')
-    for s in ev.fewshot_splits(t.y, t.groups, (10,), 5, test_per_class=10):
+    for s in ev.fewshot_splits(t.y, t.groups, (10,), folds=5, test_per_class=10):
         assert not set(rec[s.train]) & set(rec[s.test])
 
 
 def test_no_shot_count_reported_as_five_identical_draws():
     y = np.repeat(np.arange(2), 60); g = np.repeat(np.arange(12), 10)      # 12 subjects, 20 test windows per class
     with pytest.warns(UserWarning):
-        splits = ev.fewshot_splits(y, g, (10, 40), 5, test_per_class=20)
-    for k in {s.shots for s in splits}:
-        draws = [tuple(s.train) for s in splits if s.shots == k]
+        splits = ev.fewshot_splits(y, g, (10, 40), folds=6, draws=3, test_per_class=20)
+    for k, f in {(s.shots, s.fold) for s in splits}:
+        draws = [tuple(s.train) for s in splits if s.shots == k and s.fold == f]
         assert len(set(draws)) == len(draws), k
 
 

@@ -23,7 +23,7 @@ def test_folder_loads_embeds_and_evaluates(gait, ck, tmp_path):
     t = pd.read_parquet(tmp_path / 'e.parquet')
     assert len(t) == len(ds) and t.filter(like='emb_').shape[1] == 32 and set(t['subject']) == {'p01', 'p02', 'p03'}
     assert dsm.main(['--checkpoint', str(ck), '--dataset', 'folder', '--data_root', str(gait), '--mode', 'lp',
-                     '--shots', '5', '--repeats', '2', '--test_per_class', '5', '--epochs', '2', '--quiet', '--out', str(tmp_path / 'ev')]) == 0
+                     '--shots', '5', '--folds', '3', '--draws', '1', '--test_per_class', '5', '--epochs', '2', '--quiet', '--out', str(tmp_path / 'ev')]) == 0
     assert (pd.read_csv(tmp_path / 'ev' / 'results.csv')['target'] == 'folder').all()
 
 def test_same_encoder_output_whatever_a_missing_gyro_held(gait, ck):
@@ -41,7 +41,7 @@ def test_channels_acc_removes_the_gyroscope_and_masks_it(ck, monkeypatch, tmp_pa
         return real(mode, encoder, t, splits, a, store)
     monkeypatch.setattr(dsm, 'run_fewshot', spy)
     a = dsm.parse_args(['--checkpoint', str(ck), '--dataset', 'synthetic', '--data_opt', 'subjects=3', '--data_opt', 'minutes=3',
-                        '--data_opt', 'labelled=true', '--classes', 'standing', 'writing', '--channels', 'acc', '--shots', '2', '--repeats', '1', '--test_per_class', '2',
+                        '--data_opt', 'labelled=true', '--classes', 'standing', 'writing', '--channels', 'acc', '--shots', '2', '--draws', '1', '--test_per_class', '2',
                         '--epochs', '1', '--quiet', '--out', str(tmp_path / 'acc')])
     dsm.run(a)
     assert seen['mask'].tolist() == [True] * 3 + [False] * 3 and (seen['x'][..., 3:] == 0).all() and (seen['x'][..., :3] != 0).any()

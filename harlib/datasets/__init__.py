@@ -5,11 +5,20 @@
 # %% auto #0
 __all__ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES',
            'BadInput', 'reason_of', 'Report', 'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset',
-           'check_disjoint', 'subject_split', 'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
+           'check_disjoint', 'subject_split', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
            'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
            'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
            'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS', 'labels_on_grid',
-           'example_folder', 'EXAMPLE_ACTIVITIES']
+           'example_folder', 'EXAMPLE_ACTIVITIES', 'WATCH_FILE', 'WATCH_CLASSES', 'WATCH_EXERCISES', 'WATCH_SPEC',
+           'watch_file', 'read_watch', 'FAKE_GYRO', 'WISDM_MALFORMED', 'REALWORLD_FAKE_POSITIONS',
+           'CAPTURE24_FAKE_ANNOTATIONS', 'SUITE_WRITERS', 'write_uci_har', 'write_pamap2', 'write_wisdm',
+           'write_motionsense', 'write_realworld', 'write_mhealth', 'write_capture24', 'write_dsads', 'write_usc_had',
+           'write_hhar', 'write_suite', 'SUITE', 'UCI_HAR_CLASSES', 'PAMAP2_ACTIVITIES', 'PAMAP2_IMUS', 'WISDM_CLASSES',
+           'MOTIONSENSE_CLASSES', 'REALWORLD_CLASSES', 'REALWORLD_POSITIONS', 'MHEALTH_ACTIVITIES', 'MHEALTH_POSITIONS',
+           'CAPTURE24_SCHEMES', 'DSADS_CLASSES', 'DSADS_UNITS', 'USC_HAD_CLASSES', 'HHAR_CLASSES', 'HHAR_FILES',
+           'SuiteInfo', 'locate', 'scan_suite', 'read_uci_har', 'read_pamap2', 'read_wisdm', 'read_motionsense',
+           'read_realworld', 'read_mhealth', 'read_capture24', 'read_dsads', 'read_usc_had', 'read_hhar',
+           'ONTOLOGY_FILE', 'ontology', 'shared_label', 'to_shared']
 
 # %% ../../nbs/03_datasets.ipynb #b060
 from ..constants import PD_CLASSES
@@ -22,12 +31,24 @@ from .pd import *
 from .synthetic import *
 from .basicmotions import *
 from .folder import *
+from .watch import *
+from .suite_files import *
+from .suite import *
+from .ontology import *
 
 # %% ../../nbs/03_datasets.ipynb #b061
 _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS', 'CLASS_DIR', 'PD_CLASSES', 'SPEC_FILES', 'BadInput', 'reason_of',
         'Report', 'Policy', 'Rec', 'window_labels', 'rec_windows', 'WindowDataset', 'check_disjoint',
-        'subject_split', 'fewshot', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
+        'subject_split', 'read_table', 'numeric', 'DatasetConfig', 'register', 'load',
         'select_classes', 'read_synthetic', 'mmea_root', 'clip_key', 'mmea_splits', 'read_mmea', 'read_pd',
         'read_ego4d', 'read_basicmotions', 'resample_labels', 'read_arrays', 'folder_spec', 'read_folder',
         'registry', 'LeakError', 'check_splits', 'NORMALIZE', 'ACC_MASK', 'SPEC_KEYS',
-        'labels_on_grid', 'example_folder', 'EXAMPLE_ACTIVITIES']
+        'labels_on_grid', 'example_folder', 'EXAMPLE_ACTIVITIES',
+        'WATCH_FILE', 'WATCH_CLASSES', 'WATCH_EXERCISES', 'WATCH_SPEC', 'watch_file', 'read_watch', 'FAKE_GYRO',
+        'WISDM_MALFORMED', 'REALWORLD_FAKE_POSITIONS', 'CAPTURE24_FAKE_ANNOTATIONS', 'SUITE_WRITERS', 'write_uci_har', 'write_pamap2', 'write_wisdm',
+        'write_motionsense', 'write_realworld', 'write_mhealth', 'write_capture24', 'write_dsads', 'write_usc_had', 'write_hhar',
+        'write_suite', 'SUITE', 'UCI_HAR_CLASSES', 'PAMAP2_ACTIVITIES', 'PAMAP2_IMUS', 'WISDM_CLASSES', 'MOTIONSENSE_CLASSES',
+        'REALWORLD_CLASSES', 'REALWORLD_POSITIONS', 'MHEALTH_ACTIVITIES', 'MHEALTH_POSITIONS', 'CAPTURE24_SCHEMES', 'DSADS_CLASSES', 'DSADS_UNITS',
+        'USC_HAD_CLASSES', 'HHAR_CLASSES', 'HHAR_FILES', 'SuiteInfo', 'locate', 'scan_suite', 'read_uci_har',
+        'read_pamap2', 'read_wisdm', 'read_motionsense', 'read_realworld', 'read_mhealth', 'read_capture24', 'read_dsads',
+        'read_usc_had', 'read_hhar', 'ONTOLOGY_FILE', 'ontology', 'shared_label', 'to_shared']

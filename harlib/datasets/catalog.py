@@ -8,7 +8,7 @@ __all__ = ['DATASETS', 'ALIASES', 'DS_OPTS', 'read_table', 'numeric', 'DatasetCo
 
 # %% ../../nbs/03c_datasets.catalog.ipynb #b018
 import io, inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np, pandas as pd
 from ..constants import DATASET_ALIASES, dataset_name
@@ -84,7 +84,9 @@ def _reader_opts(cfg, opts) -> dict:
 def _from_reader(cfg, root, policy, with_video, opts) -> WindowDataset:
     "The dataset built from the recordings `cfg.reader` reads under `root`."
     recs, names, *more = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
-    opts = {**(more[0] if more else {}), **opts}  # a reader may also return dataset options its files set (the folder spec)
+    extra = dict(more[0]) if more else {}          # a reader may also return dataset options its files set (the folder spec)
+    if 'spec' in extra: cfg = replace(cfg, spec=extra.pop('spec'))   # and the sensor as this load read it (a position= option)
+    opts = {**extra, **opts}
     if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
     if not recs: raise ValueError(f'{cfg.name}: no usable recording under {root}' + (f'; skipped: {dict(policy.report)}, e.g. '
                                   f'{next(iter(policy.report.messages.values()))[0]}' if policy.report else ''))
