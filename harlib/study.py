@@ -117,47 +117,8 @@ BAND = ('Aplus_mmea_like', 'B_pd_like', 'D_watch')   # targets held to the diffi
 TARGETS_BY_LABEL = {t['label']: t for t in TARGETS.values()}
 
 # %% ../nbs/09_study.ipynb #c024
-_TOWERS = dict(preset='small', subjects=48, rooms=48, clips=2, epochs=10)
-# towers: 48 tower subjects, each in a room of its own (round 7 of nbs/07_pretrain.ipynb: 12 people in 6 rooms gave towers that told rooms
-# apart more than activities; new-room accuracy 26 % -> 50 %, and every run that loads one passed on pairs D)
-_DATA = dict(ego4d=dict(subjects=16, minutes=10), mmea=dict(subjects=14, minutes=19), pd=dict(subjects=6, minutes=20),
-             ego4d_heldout=dict(subjects=9, minutes=10), towers=_TOWERS)   # H: 9 new people, about 1,080 windows for >= 1,000 pairs
-# 920 optimiser steps of global batch 32 at lr 2e-3 on frozen, cached towers (s2): see nbs/07_pretrain.ipynb, where rounds 3-5
-# (more steps, twice the hours, longer-trained towers), chosen on pairs D that the study never reads, did not improve on it
-_PRETRAIN = dict(epochs=20, batch_size=16, lr=2e-3, freeze_towers=True)
-_FLOORS = {'scratch': ['scratch'], 'random': ['random'], 'random_cnngru': ['random'], 'ceiling': ['handfeat']}
-PLANS = {  # data: minutes per subject; towers: the video towers' own corpus and training (harlib.towers.build_towers)
-    'quickstart': dict(   # a new user's first run: ours against the three baselines on the targets that discriminate, one seed
-        size='small', nproc=2, seed=0, video_px=64, data=_DATA,
-        pretrain=dict(_PRETRAIN, methods=['cross_sigmoid', 'imu2clip', 'imu_mae']),
-        evaluate=dict(shots=[10, 20, 50], draws=1, epochs=25, ft_epochs=10,     # A+ (36 windows per class in a pool) and D (88) stop below 100
-                      modes={'cross_sigmoid': ['lp', 'finetune_full', 'zeroshot', 'retrieval'], 'imu2clip': ['lp', 'zeroshot', 'retrieval'],
-                             'imu_mae': ['lp'], **_FLOORS},
-                      targets=['Aplus_mmea_like', 'B_pd_like', 'C_basicmotions', 'D_watch', 'H_heldout_pairs'], acc_targets=['B_pd_like', 'D_watch'],
-                      workers=2)),
-    'full': dict(         # every method, ablation and seed: the paper's study on the synthetic world
-        size='small', nproc=2, seed=0, video_px=64, data=_DATA,
-        pretrain=dict(_PRETRAIN, methods=['cross_sigmoid', 'cross_softmax', 'imu2clip', 'imu_mae', 'cross_cnngru', 'cross_clip', 'cross_randtower'],
-                      seeds=dict(cross_sigmoid=3, imu2clip=3, imu_mae=3)),   # ours and the pretrained baselines; the ablations keep one
-        evaluate=dict(shots=[10, 20, 50, 100], draws=2, epochs=25, ft_epochs=10,
-                      modes={'cross_sigmoid': ['lp', 'finetune_full', 'zeroshot', 'retrieval'],   # `finetune` (paper rates) runs in smoke
-                             'cross_softmax': ['lp', 'zeroshot', 'retrieval'], 'imu2clip': ['lp', 'zeroshot', 'retrieval'],
-                             'imu_mae': ['lp', 'finetune_full'], 'cross_cnngru': ['lp', 'retrieval'], 'cross_clip': ['lp', 'retrieval'],
-                             'cross_randtower': ['lp', 'retrieval'], **_FLOORS},
-                      targets=['A_mmea_like', 'Aplus_mmea_like', 'B_pd_like', 'C_basicmotions', 'D_watch', 'H_heldout_pairs'],
-                      acc_targets=['B_pd_like', 'C_basicmotions', 'D_watch'],     # accelerometer-only copies: the PD-like target and the real ones
-                      method_targets={m: ['Aplus_mmea_like', 'H_heldout_pairs'] for m in ('cross_cnngru', 'cross_clip', 'cross_randtower')},
-                      workers=2)),                                     # evaluation steps two at a time, one thread each
-    'smoke': dict(
-        size='tiny', nproc=2, seed=0, video_px=32,
-        data=dict(ego4d=dict(subjects=2, minutes=1), mmea=dict(subjects=5, minutes=3), pd=dict(subjects=2, minutes=2),
-                  towers=dict(preset='tiny', subjects=3, clips=1, epochs=1)),
-        pretrain=dict(epochs=1, batch_size=8, lr=2e-3, freeze_towers=True, methods=['cross_sigmoid'], seeds=dict(cross_sigmoid=2)),
-        evaluate=dict(shots=[1, 2], draws=2, epochs=3, ft_epochs=2,   # leave one subject out: pools of 2 subjects
-                      modes={'cross_sigmoid': ['lp', 'finetune', 'finetune_full', 'zeroshot', 'retrieval'], 'scratch': ['scratch'],
-                             'random': ['random'], 'ceiling': ['handfeat']},
-                      targets=['A_mmea_like', 'B_pd_like'], workers=2)),
-}
+from .plans import load_plan, show as show_plan, BUILTIN
+PLANS = {n: load_plan(n) for n in BUILTIN}   # the built-in plans, read from harlib/plans/*.yaml like a user's own file
 
 def run_name(method: str, k: int = 0) -> str:
     "The folder and step name of pretraining run `k` of `method` (run 0 keeps the method's own name)."
@@ -260,6 +221,7 @@ class Study:
         self.status = json.loads((self.out / 'status.json').read_text()) if resume and (self.out / 'status.json').exists() else {}
         self.done_before = [k for k, v in self.status.items() if v.get('done')]   # what --resume will skip
         (self.out / 'study.json').write_text(json.dumps(dict(plan=plan, methods=METHODS, targets=TARGETS), indent=1))
+        import yaml; (self.out / 'plan.yaml').write_text(yaml.safe_dump(plan, sort_keys=False))   # the resolved plan, to rerun or edit
 
     def step(self, name, fn):
         "Run `fn()` as step `name` unless a resumed study already finished it; record its wall time."
@@ -443,7 +405,7 @@ def reference_report(run_dir, ref_dir, metric='balanced_accuracy', tol=TOLERANCE
                       f'[study] differs from the reference: {bad} of {len(t)} cells beyond their band or missing'])
 
 # %% ../nbs/09_study.ipynb #c033
-PLANS_HELP = f'''plans:
+PLANS_HELP = f'''plans (built-in, in harlib/plans/; or the path of your own YAML file, e.g. from --show):
   quickstart  ours against the three baselines (IMU2CLIP, IMU-only SSL, scratch) on the targets that discriminate, with gates, one seed
   full        every method, ablation and target, with 3 pretraining seeds for ours and the pretrained baselines
   smoke       the same pipeline at toy size, for tests (a few minutes)
@@ -454,22 +416,25 @@ shots) beside the reference run's (runs/reference/<plan>) and says whether every
 def _main(argv) -> int:
     ap = Parser('harlib study', epilog=PLANS_HELP,
                 description='Run a whole study through papermill notebooks: data, pretraining, evaluation, analysis.')
-    ap.add_argument('plan', choices=list(PLANS), help='which study (see the plans below)')
+    ap.add_argument('plan', nargs='?', help='a built-in plan (see below) or a YAML plan file')
+    ap.add_argument('--show', action='store_true', help='print the plan (comments included) and exit: copy it to make your own')
     ap.add_argument('--out', help='study folder (default runs/<plan>, which git ignores)')
     ap.add_argument('--resume', action='store_true', help='continue an interrupted study, skipping finished steps')
     ap.add_argument('--overwrite', action='store_true', help='delete an existing study folder first')
     ap.add_argument('--nproc', type=int, help="pretraining processes (default: the plan's)")
     ap.add_argument('--reference', help='finished run to compare with (default: runs/reference/<plan> of the workbook)')
     a = ap.parse_args(argv)
+    if not a.plan: raise UsageError(f'give a plan: {", ".join(BUILTIN)} or a YAML file; see harlib study --help')
+    if a.show: print(show_plan(a.plan), end=''); return 0
     if a.resume and a.overwrite: raise UsageError('choose one of --resume and --overwrite')
-    plan = json.loads(json.dumps(PLANS[a.plan]))
+    plan = load_plan(a.plan); name = a.plan if a.plan in BUILTIN else pathlib.Path(a.plan).stem
     if a.nproc: plan['nproc'] = a.nproc
-    try: s = Study(a.out or f'runs/{a.plan}', plan, a.resume, a.overwrite).run()
+    try: s = Study(a.out or f'runs/{name}', plan, a.resume, a.overwrite).run()
     except FileExistsError as e: raise UsageError(str(e)) from e
     except (FileNotFoundError, RuntimeError) as e: print(f'harlib study: {e}', file=sys.stderr); return 1
-    print(reference_report(s.out, a.reference or workbook_root() / 'runs' / 'reference' / a.plan))
+    print(reference_report(s.out, a.reference or workbook_root() / 'runs' / 'reference' / name))
     return 0
 
 def main(argv=None) -> int:
-    "`harlib study quickstart|full|smoke [--out DIR] [--resume | --overwrite] [--nproc N] [--reference DIR]`"
+    "`harlib study PLAN|FILE.yaml [--show] [--out DIR] [--resume | --overwrite] [--nproc N] [--reference DIR]`"
     return run_command('harlib study', _main, argv)
