@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PHYSICAL_UNITS', 'SI_UNITS', 'InputContract', 'summary', 'contract_for', 'checkpoint_contract', 'adapt',
-           'inspect_lines', 'main']
+           'for_loaders', 'inspect_lines', 'main']
 
 # %% ../nbs/06a_contract.ipynb #n003
 import dataclasses, json
@@ -116,6 +116,17 @@ def _what(spec, c, present, mask) -> str:
     if not present[3:].any(): done.append('no gyroscope: gyro channels zero and masked')
     elif not mask[3:].any(): done.append('gyroscope dropped: the checkpoint was trained on the accelerometer only')
     return 'adapted: ' + '; '.join(done) if done else 'adapted: nothing to change'
+
+# %% ../nbs/06a_contract.ipynb #w002
+def for_loaders(c: InputContract, name: str = 'the target') -> tuple:
+    "`(accelerometer only?, one line)`: what harlib's loaders do to meet contract `c`; a `UsageError` (one line) where they cannot."
+    _check_contract(c)
+    if (c.rate, c.window) != (RATE, WINDOW):
+        raise UsageError(f"{name}: harlib's loaders give windows of {WINDOW} samples at {RATE:g} Hz; the checkpoint wants {c.window} at "
+                         f'{c.rate:g} Hz: bring the recordings to it with harlib.contract.adapt')
+    acc = any(c.trained_with[:3]) and not any(c.trained_with[3:])
+    return acc, (f'input for the checkpoint: {RATE:g} Hz, {WINDOW}-sample windows, {_norm_text(c.normalize)}'
+                 + ('; gyroscope removed and masked (it was trained on the accelerometer alone)' if acc else ''))
 
 # %% ../nbs/06a_contract.ipynb #n025
 def inspect_lines(path) -> list:

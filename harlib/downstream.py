@@ -354,6 +354,13 @@ def run(a) -> pd.DataFrame:
     if (a.out / 'results.json').exists() and not a.overwrite:     # never lose an earlier evaluation's results by accident
         raise UsageError(f'{a.out} holds the results of an earlier evaluation (results.json): pass --overwrite to replace them, '
                          'or choose another --out')
+    acc_ck = False
+    if a.checkpoint:                                 # the checkpoint's input contract: what the loaders do to meet it (or a refusal)
+        from harlib.contract import checkpoint_contract, for_loaders
+        try: acc_ck, line = for_loaders(checkpoint_contract(a.checkpoint), a.dataset)
+        except (FileNotFoundError, ValueError) as e: raise UsageError(f'{e}; give --checkpoint a file harlib pretrain wrote') from e
+        print(f'downstream: {line}', file=sys.stderr, flush=True)
+        if acc_ck: a = dataclasses.replace(a, channels='acc')
     needs_video = 'retrieval' in a.mode or ('zeroshot' in a.mode and not a.proto_dataset)
     opts = target_opts(a, _checkpoint_norm(a))       # the target normalised as the checkpoint's pretraining data was
     try: t = load_target(a.dataset, a.data_root, a.classes, needs_video, a.split, opts)

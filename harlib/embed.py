@@ -81,6 +81,9 @@ def run(a) -> pd.DataFrame:
     from harlib.models import load_checkpoint, checkpoint_normalize
     try: model, ck = load_checkpoint(a.checkpoint)
     except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from e
+    from harlib.contract import checkpoint_contract, for_loaders
+    acc, line = for_loaders(checkpoint_contract(ck), a.dataset); print(f'harlib embed: {line}')
+    if acc: a.channels = 'acc'                       # a checkpoint trained on the accelerometer alone gets no gyroscope
     ds = load_for(a, checkpoint_normalize(ck))
     table = embedding_frame(ds, embed_windows(model, ds, a.feature, a.batch_size, a.device))
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True); table.to_parquet(out, index=False)

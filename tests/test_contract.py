@@ -72,3 +72,23 @@ def test_a_contract_names_the_placement_this_load_read(tmp_path):
     write_suite(tmp_path, ['pamap2'])
     assert contract_for(load('pamap2', tmp_path, position='chest')).placements == ('chest',)
     assert contract_for(load('pamap2', tmp_path)).placements == ('wrist',)
+
+
+def test_downstream_and_embed_apply_the_contract(acc_run, tmp_path, capsys):
+    "A checkpoint trained on the accelerometer alone is evaluated and embedded without the gyroscope, and the commands say so."
+    from harlib import downstream as dsm, embed
+    data = ['--dataset', 'synthetic', '--data_opt', 'subjects=3', '--data_opt', 'minutes=3', '--data_opt', 'labelled=true']
+    assert dsm.main(['--checkpoint', str(acc_run), '--model', 'imuptst', *data, '--classes', 'standing', 'writing', '--mode', 'lp',
+                     '--shots', '2', '--folds', '3', '--draws', '1', '--epochs', '1', '--out', str(tmp_path / 'd'), '--quiet']) == 0
+    assert 'gyroscope removed and masked' in capsys.readouterr().err
+    assert json.loads((tmp_path / 'd' / 'results.json').read_text())['config']['channels'] == 'acc'
+    assert embed.main(['--checkpoint', str(acc_run), *data, '--out', str(tmp_path / 'e.parquet')]) == 0
+    assert 'gyroscope removed and masked' in capsys.readouterr().out
+
+def test_a_contract_the_loaders_cannot_meet_is_refused_in_one_line(tmp_path, capsys):
+    from harlib import downstream as dsm
+    p = save_checkpoint(tmp_path / 'ck.pt', build_model('imu_mae', 'tiny'), step=1, normalize='physical',
+                        contract=InputContract(rate=100, window=500).to_dict())
+    assert dsm.main(['--checkpoint', str(p), '--model', 'imuptst', '--quiet', '--out', str(tmp_path / 'x')]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'wants 500 at 100 Hz' in err[0] and not (tmp_path / 'x').exists()
