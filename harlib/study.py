@@ -107,7 +107,7 @@ TARGETS = {  # name -> dataset, where its data lives in the study, classes (None
     'B_pd_like':   dict(label='B: PD-like', dataset='pd', root='data/pd', opts=[], proto='synthetic', folds=None, protocol='leave one patient out: every patient tested once'),
     'C_basicmotions': dict(label='C: BasicMotions', dataset='basicmotions', root=None, opts=[], proto=None,
                            protocol='official train/test split; the group is the case (recording); draws redraw the shots'),
-    'D_watch': dict(label='D: watch (real, 10 people)', dataset='watch', root=None, opts=[], proto=None, folds=None,
+    'D_watch': dict(label='D: watch (real)', dataset='watch', root=None, opts=[], proto=None, folds=None,
                     protocol='leave one person out: every person tested once (real smartwatch recordings that seglearn ships)'),
     'H_heldout_pairs': dict(label='H: held-out pretraining pairs', dataset='ego4d', root='data/ego4d_heldout', opts=[], proto=None,
                             protocol='retrieval only: new subjects of the pretraining world (the pretraining gate)', modes=['retrieval'], heldout=True,
@@ -324,7 +324,8 @@ def gates(self: Study, df) -> pd.DataFrame:
     heldout = [TARGETS[n]['label'] for n in tg if TARGETS[n].get('heldout')]
     n_classes = dict.fromkeys(self.expected_targets())
     for f in sorted((self.out / 'eval').glob('*/*/results.json')):
-        c = json.loads(f.read_text())['config']; n_classes[c['target_name'] or c['dataset']] = len(c['target']['classes'])
+        c = json.loads(f.read_text())['config']; name = c['target_name'] or c['dataset']
+        if name in n_classes: n_classes[name] = len(c['target']['classes'])     # the held-out pairs have none: no target gates
     floors = [METHODS[m]['label'] for m in e['modes'] if m in FLOOR_OF.values()]
     runs, retrieving = {}, {METHODS[m]['label'] for m, mo in e['modes'].items() if 'retrieval' in mo and any(h in [t['name'] for t in self.targets_for(m)] for h in heldout)}
     for m in self.plan['pretrain']['methods']:

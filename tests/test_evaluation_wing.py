@@ -106,3 +106,18 @@ def test_the_pipeline_builds_the_config_directly():
 def test_one_home_for_splits():
     import harlib
     assert not hasattr(harlib.datasets.splits, 'fewshot') and ev.fewshot_splits is ev.splits.fewshot_splits
+
+
+def test_the_readme_reading_is_the_references_generated_reading():
+    "The README's plain reading is generated from the committed reference's comparisons.csv, word for word."
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[1]; ref = root / 'runs' / 'reference' / 'quickstart'
+    readme = (root / 'README.md').read_text()
+    if 'fold' not in pd.read_csv(ref / 'results.csv', nrows=1).columns:                 # a reference from before the fold protocol
+        assert 'predates the fold protocol' in readme; return
+    lines = (ref / 'tables' / 'reading.md').read_text().splitlines()
+    assert lines and all(l in readme for l in lines)
+    c = pd.read_csv(ref / 'comparisons.csv').dropna(subset=['ci_lo'])
+    assert len(lines) == len(c[c.shots == c.groupby(['target', 'mode']).shots.transform('max')])
+    for r in c.itertuples():                                                               # no "above"/"below" where the interval holds 0
+        assert r.reading == ('above' if r.ci_lo > 0 else 'below' if r.ci_hi < 0 else 'not shown to differ')

@@ -113,7 +113,7 @@ def test_quickstart_evaluation_scope_and_heldout_gate(tmp_path):
         assert (H in ts) == ('retrieval' in modes)                     # every retrieving method meets the gate's pairs
         if H in ts: assert ts[H]['modes'] == ['retrieval'] and 'size=64' in ts[H]['data_opts'] and ts[H]['pairs'] == 1000
         acc = {n for n in ts if n.endswith('(acc only)')}
-        assert acc <= {'B: PD-like (acc only)', 'C: BasicMotions (acc only)', 'D: watch (real, 10 people) (acc only)'}
+        assert acc <= {'B: PD-like (acc only)', 'C: BasicMotions (acc only)', 'D: watch (real) (acc only)'}
     assert {t['name'] for t in s.targets_for('cross_clip')} == {TARGETS['Aplus_mmea_like']['label'], H}
     assert len({t['name'] for t in s.targets_for('cross_sigmoid')}) == 9     # A, A+, B, B acc, C, C acc, D, D acc, H
     assert s.evaluate_params('cross_sigmoid')['threads'] == 1 and e['workers'] == 2
