@@ -154,6 +154,8 @@ def kernel_manager():
 def execute(nb, dst, params: dict, log=print) -> pathlib.Path:
     "Run notebook `nb` with papermill into `dst` with `params`; a failing cell raises, naming the notebook."
     import papermill as pm
+    from harlib.launch import STOPPING
+    if STOPPING.is_set(): raise RuntimeError(f'the study is stopping: {pathlib.Path(nb).name} not started')
     dst = pathlib.Path(dst); dst.parent.mkdir(parents=True, exist_ok=True)
     log(f'[study] {pathlib.Path(nb).name} -> {dst}')
     try: pm.execute_notebook(str(nb), str(dst), parameters=params, cwd=str(workbook_root()), kernel_name='python3',
@@ -174,12 +176,19 @@ def _portable(nb_path):
 # %% ../nbs/09_study.ipynb #c027
 def _quiet(*a, **k): pass      # a corpus rendered in another process logs nothing; this one says when it is written
 
+def _end_pool(pool, wait: bool):
+    "Shut a process pool down; after an error or an interrupt its workers are terminated, not awaited (a corpus may take an hour)."
+    if not wait:
+        for p in list((pool._processes or {}).values()): p.terminate()
+    pool.shutdown(wait=wait, cancel_futures=True)
+
 def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers: int = 2) -> dict:
     """Write the study's synthetic corpora (pretraining in the Ego4D layout, its held-out pairs from new subjects when the plan
     has `ego4d_heldout`, targets A and B); returns their roots. With `workers` > 1 the corpora render in that many processes,
     the largest first, while this process trains the video towers: what a corpus holds depends on its seed, not its process."""
-    import multiprocessing as mp
+    import multiprocessing as mp, signal
     from concurrent.futures import ProcessPoolExecutor
+    from harlib.launch import die_with_parent
     from harlib import synthetic as syn
     out = pathlib.Path(out) / 'data'; roots = {}
     spec = dict(ego4d=('ego4d', 'general', 'head', 1), mmea=('mmea', 'general', 'head', 2), pd=('pd', 'parkinsonian', 'chest', 3),
@@ -187,7 +196,8 @@ def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers
     spec = {k: v for k, v in spec.items() if k in data}
     args = {k: (layout, out / k, data[k]['subjects'], data[k]['minutes'], pop, place, seed * 100 + s, size) for k, (layout, pop, place, s) in spec.items()}
     workers = max(1, min(int(workers), len(spec), os.cpu_count() or 1))
-    pool, futs = (ProcessPoolExecutor(workers, mp.get_context('spawn')) if workers > 1 else None), {}
+    pool, futs, done = (ProcessPoolExecutor(workers, mp.get_context('spawn'), initializer=die_with_parent,   # workers end with this process
+                                            initargs=(signal.SIGTERM, os.getpid())) if workers > 1 else None), {}, False
     try:
         if pool: futs = {k: pool.submit(syn.write, *args[k], log=_quiet) for k in sorted(spec, key=lambda k: -data[k]['subjects'] * data[k]['minutes'])}
         else: roots.update({k: str(syn.write(*args[k], log=log)) for k in spec})
@@ -204,11 +214,16 @@ def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers
             except Exception as e: raise RuntimeError(f'writing the {k} corpus into {out / k} failed: {type(e).__name__}: {e}') from e
             log(f'{k}: written to {roots[k]}')
         if 'towers' in data: roots['towers'] = str(out.parent / 'towers')
+        done = True
     finally:
-        if pool: pool.shutdown(wait=True, cancel_futures=True)
+        if pool: _end_pool(pool, wait=done)
     return roots
 
 # %% ../nbs/09_study.ipynb #c028
+def _write_atomic(path, text: str):
+    "Write `text` to `path` whole or not at all (a stop signal may arrive during the write; --resume reads the file)."
+    tmp = pathlib.Path(f'{path}.tmp'); tmp.write_text(text); os.replace(tmp, path)
+
 class Study:
     "A study in folder `out` following `plan`; `run()` executes its steps, skipping those done when resuming."
     def __init__(self, out, plan: dict, resume=False, overwrite=False, log=print):
@@ -229,7 +244,7 @@ class Study:
         t0 = time.time(); fn()
         with self.lock:           # evaluation steps may finish together (plan['evaluate']['workers'])
             self.status[name] = dict(done=True, seconds=round(time.time() - t0, 1))
-            (self.out / 'status.json').write_text(json.dumps(self.status, indent=1))
+            _write_atomic(self.out / 'status.json', json.dumps(self.status, indent=1))
 
     def nb(self, src, name, **params):
         return execute(workbook_root() / 'nbs' / src, self.out / 'notebooks' / f'{name}.ipynb', params, self.log)
@@ -437,5 +452,12 @@ def _main(argv) -> int:
     return 0
 
 def main(argv=None) -> int:
-    "`harlib study PLAN|FILE.yaml [--show] [--out DIR] [--resume | --overwrite] [--nproc N] [--reference DIR]`"
-    return run_command('harlib study', _main, argv)
+    """`harlib study PLAN|FILE.yaml [--show] [--out DIR] [--resume | --overwrite] [--nproc N] [--reference DIR]`. Stopped by Ctrl-C,
+    SIGTERM or SIGHUP (`timeout`, a scheduler), it ends every process it started (kernels, pools, torchrun and its ranks) and
+    exits with 128 + the signal's number; the same command with `--resume` continues it."""
+    from harlib.launch import ending_children, Stopped
+    try:
+        with ending_children(): return run_command('harlib study', _main, argv)
+    except Stopped as e:
+        print(f'harlib study: stopped by {e}; every process it started has ended: add --resume to continue', file=sys.stderr)
+        return 128 + e.signum

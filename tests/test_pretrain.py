@@ -43,6 +43,30 @@ def test_two_process_ddp(tmp_path):
     assert not any(k.startswith('module.') for k in ck['state_dict'])
     assert (out / 'train.log').read_text().count('[rank 0]') > 0
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def test_two_nodes_equal_one_node_of_two(tmp_path):
+    "Two torchrun launchers of one process each against one c10d endpoint (two machines on 127.0.0.1) train as one launcher of two."
+    from harlib.launch import torchrun_cmd
+    args = ['-m', 'harlib.pretrain', *DATA, '--no_progress', '--num_workers', '0', '--batch_size', '4', '--max_steps', '3',
+            '--log_steps', '1', '--seed', '3']
+    run = lambda launcher, out: subprocess.Popen([*launcher, *args, '--out', str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                 text=True, env=ENV, cwd=tmp_path)
+    one = run(torchrun_cmd(2, env={}), tmp_path / 'one')
+    log = one.communicate(timeout=120)[0]; ok(subprocess.CompletedProcess(one.args, one.returncode, log, ''))
+    ep = f'127.0.0.1:{free_port()}'
+    nodes = [run(torchrun_cmd(1, nnodes=2, node_rank=r, rdzv_endpoint=ep, rdzv_id='two_nodes', env={}), tmp_path / 'two') for r in (0, 1)]
+    logs = [p.communicate(timeout=120)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], '\n'.join(l[-3000:] for l in logs)
+    assert '--rdzv_backend=c10d' in nodes[0].args and '--standalone' in one.args
+    assert json.loads((tmp_path / 'two' / 'config.json').read_text())['world_size'] == 2
+    a, b = read_metrics(tmp_path / 'one' / 'metrics.jsonl'), read_metrics(tmp_path / 'two' / 'metrics.jsonl')
+    assert [r['step'] for r in a] == [r['step'] for r in b] == [1, 2, 3]
+    for x, y in zip(a, b):
+        for k in ('loss', 'lr', 'logit_scale', 'bias'): assert x[k] == pytest.approx(y[k], rel=1e-5, abs=1e-6), (k, x, y)
+
 def test_refuses_existing_run_dir(tmp_path, capsys):
     out = tmp_path / 'run'; out.mkdir(); (out / 'config.json').write_text('{}')
     assert main([*DATA, '--out', str(out), '--max_steps', '1', '--no_progress']) == 2

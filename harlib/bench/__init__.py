@@ -8,8 +8,9 @@ __all__ = ['CASES', 'CASES_HELP', 'Timer', 'best_of', 'machine', 'format_table',
 # %% ../../nbs/10_bench.ipynb #c004
 import argparse, importlib, json, time, sys, platform, os
 from ..cli import Parser, run as run_command
+from ..constants import UsageError
 
-CASES = ('imu', 'synth', 'data', 'model', 'pretrain', 'eval', 'prepare', 'video', 'qc')
+CASES = ('imu', 'synth', 'data', 'model', 'pretrain', 'eval', 'prepare', 'video', 'qc', 'gpu')
 CASES_HELP = '''cases (what each one measures):
   imu       windows/s cutting a 60-min IMU recording into 5-s windows, harlib against the released code's algorithm
   synth     seconds to simulate 60 min of paired head-IMU and 112-px video, in memory and to disk, against real time
@@ -19,7 +20,9 @@ CASES_HELP = '''cases (what each one measures):
   eval      the full linear-probe protocol on cached embeddings against re-encoding every batch every epoch
   prepare   hours of 200 Hz Ego4D IMU `harlib prepare` stores per core-minute, and peak memory, at 2, 5 and 10 h
   video     windows/s per core, 10 random 224-px frames, from a 1080p30 source and from its prepared copy
-  qc        hours of paired IMU-video recording harlib qc checks per core-minute, raw and prepared, and its peak memory'''
+  qc        hours of paired IMU-video recording harlib qc checks per core-minute, raw and prepared, and its peak memory
+  gpu       the paper preset's training on this device: samples/s, TFLOP/s against its peak, peak memory, bf16 vs fp32,
+            one-process DDP, data-wait fraction (--device, --preset, --steps, --batch_size, --data_root: this case only)'''
 
 # %% ../../nbs/10_bench.ipynb #c005
 class Timer:
@@ -51,16 +54,16 @@ def format_table(figs: dict) -> str:
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in figs.items())
 
 # %% ../../nbs/10_bench.ipynb #c009
-def run_case(case: str, quick: bool = False) -> dict:
-    "Run benchmark `case` and return its figures, with the case name and machine facts."
+def run_case(case: str, quick: bool = False, **opts) -> dict:
+    "Run benchmark `case` and return its figures, with the case name and machine facts; `opts` go to a case that takes them (gpu)."
     if case not in CASES: raise ValueError(f'unknown benchmark case {case!r}; choose from {", ".join(CASES)}')
     mod = importlib.import_module(f'harlib.bench.{case}')
-    figs = mod.run(quick=quick)
+    figs = mod.run(quick=quick, **opts)
     return {'case': case, 'quick': quick, **figs, **{f'machine_{k}': v for k, v in machine().items()}}
 
 # %% ../../nbs/10_bench.ipynb #c010
 def main(argv=None) -> int:
-    "`harlib bench CASE [--json] [--quick] [--out FILE]`"
+    "`harlib bench CASE [--json] [--quick] [--out FILE]`; `harlib bench gpu [--device D] [--preset P] [--steps N] [--batch_size B] [--data_root STORE]`"
     return run_command('harlib bench', _main, argv)
 
 def _main(argv) -> int:
@@ -69,8 +72,14 @@ def _main(argv) -> int:
     p.add_argument('--json', action='store_true', help='end with one line: the figures as a JSON object')
     p.add_argument('--quick', action='store_true', help='a small version for smoke tests (not the targets)')
     p.add_argument('--out', help='also write the figures as JSON to this file')
+    for k, kw in dict(device=dict(help='gpu: cuda:N or cpu (default: cuda:0 where there is one)'), preset=dict(help='gpu: model size (default: paper)'),
+                      steps=dict(type=int, help='gpu: timed steps (default: 20)'), batch_size=dict(type=int, help='gpu: samples per step (default: 32)'),
+                      data_root=dict(help='gpu: a prepared Ego4D store for the data-wait figure (default: synthetic data)')).items():
+        p.add_argument(f'--{k}', **kw)
     a = p.parse_args(argv)
-    figs = run_case(a.case, quick=a.quick)
+    opts = {k: v for k in ('device', 'preset', 'steps', 'batch_size', 'data_root') if (v := getattr(a, k)) is not None}
+    if opts and a.case != 'gpu': raise UsageError(f'--{", --".join(opts)} apply to `harlib bench gpu` only')
+    figs = run_case(a.case, quick=a.quick, **opts)
     print(format_table(figs), flush=True)
     if a.out:
         with open(a.out, 'w') as f: json.dump(figs, f, indent=1)
