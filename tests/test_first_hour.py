@@ -40,11 +40,11 @@ def test_help_one_default_per_option_and_a_sentence_for_every_flag(cmd):
 
 def test_bench_cases_and_downstream_modes_are_described():
     from harlib.bench import CASES
-    from harlib.downstream import MODES
+    from harlib.evaluate.modes import mode_names
     out = _call('bench', ['--help'])[1]
     for c in CASES: assert f'\n  {c} ' in out, c
     out = _call('downstream', ['--help'])[1]
-    for m in MODES: assert f'\n  {m} ' in out, m
+    for m in mode_names(): assert f'\n  {m} ' in out, m   # every command-line mode (the registry's)
 
 def test_synth_keeps_the_old_flag_spelling_hidden(tmp_path):
     out = _call('synth', ['--help'])[1]
@@ -74,7 +74,7 @@ MISTAKES = {  # name -> argv of one user mistake each
     'downstream_bad_checkpoint': ['downstream', '--checkpoint', 'junk.pt', '--out', 'r'],
     'synth_existing_out': ['synth', '--out', 'junk.pt'],
     'synth_bad_size': ['synth', '--out', 'r', '--size', '2'],
-    'bench_unknown_case': ['bench', 'gpu'],
+    'bench_unknown_case': ['bench', 'warp'],
     'study_unknown_plan': ['study', 'paper', '--out', 'r'],
     'study_resume_and_overwrite': ['study', 'smoke', '--out', 'r', '--resume', '--overwrite'],
     'docs_wrong_root': ['docs', '--readme', '--root', 'nowhere'],
