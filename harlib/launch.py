@@ -104,13 +104,14 @@ def ending_children(grace: float = 20, signals=(signal.SIGTERM, signal.SIGINT, s
     import psutil
     me = psutil.Process()
     key = lambda p: (p.pid, p.create_time())
-    before = {key(p) for p in me.children(recursive=True)}
+    before, seen = {key(p) for p in me.children(recursive=True)}, {}   # seen: every process of ours met so far
     def mine():
         out = []
         for p in me.children(recursive=True):
             try: out += [p] if key(p) not in before else []
             except psutil.NoSuchProcess: pass
-        return out
+        seen.update({p.pid: p for p in out})
+        return list(seen.values())             # a grandchild whose parent died first is no child of ours any more, but still ours
     def on_signal(signum, frame):
         for s in signals: signal.signal(s, signal.SIG_IGN)   # one stop is enough; ending the processes takes seconds
         STOPPING.set()

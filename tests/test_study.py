@@ -57,7 +57,7 @@ def test_a_finished_study_is_compared_with_its_reference(smoke, tmp_path, capsys
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith('[study] matches the reference: all') and 'beside the reference' in '\n'.join(out)
     cell = (df['mode'] == 'lp') & (df.shots == df.shots.max()) & (df.target == df.target.iloc[0])
-    df.loc[cell, 'value'] += 0.1; df.to_csv(ref / 'results.csv', index=False)
+    df.loc[cell, 'value'] += 5.0; df.to_csv(ref / 'results.csv', index=False)   # far outside any band a 2-fold cell can have
     assert main(['smoke', '--out', str(smoke), '--resume', '--reference', str(ref)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith('[study] differs from the reference: 1 of')
 
@@ -78,7 +78,8 @@ def test_gates_beside_the_tables_and_failed_pretraining_marked(smoke):
     for line in (smoke / 'gates.csv').read_text().splitlines():      # no field holds a comma: a plain split reads the file too
         assert len(line.split(',')) == len(GATE_COLUMNS), line
     for tgt in ('A: MMEA-like', 'B: PD-like'):
-        assert {'hand_feature_ceiling', 'random_encoder_probe'} <= set(g[g.name == tgt].gate)
+        gates = g[g.name == tgt].gate
+        assert gates.str.startswith('hand_feature_ceiling').any() and gates.str.startswith('random_encoder_probe').any()
     assert g[g.kind == 'pretraining'].gate.str.startswith('final_loss').any()
     marked = '✗ pretraining gate failed' in (smoke / 'tables' / 'summary.md').read_text()
     assert marked == bool(failed_pretraining(g))
@@ -172,7 +173,8 @@ def test_comparisons_are_paired_and_the_reading_follows_them(smoke):
     for r in c.dropna(subset=['ci_lo']).itertuples():
         assert r.reading == ('above' if r.ci_lo > 0 else 'below' if r.ci_hi < 0 else 'not shown to differ')
     reading = (smoke / 'tables' / 'reading.md').read_text().splitlines()
-    assert len(reading) == len(c.dropna(subset=['ci_lo']).groupby(['target', 'mode']).apply(lambda g: (g.shots == g.shots.max()).sum()).pipe(lambda x: x.sum()))
+    cc = c.dropna(subset=['ci_lo'])
+    assert len(reading) == int((cc.shots == cc.groupby(['target', 'mode']).shots.transform('max')).sum())
     assert (smoke / 'figures' / 'forest.png').stat().st_size > 1000 and (smoke / 'figures' / 'per_subject.png').stat().st_size > 1000
 
 def test_every_subject_of_every_target_is_tested(smoke):
