@@ -378,10 +378,10 @@ def run(self: Study):
     from concurrent.futures import ThreadPoolExecutor      # evaluation steps side by side, each kernel on its own thread budget
     analysis = lambda a: self.step(f'analysis_{a}', lambda: self.nb(f'analysis/{a}.ipynb', a, run_dir=str(self.out)))
     with ThreadPoolExecutor(p['evaluate'].get('workers', 1)) as pool:
-        jobs = [pool.submit(self.step, f'evaluate_{run_name(m, k)}', lambda m=m, k=k: self.nb('pipelines/evaluate.ipynb', f'evaluate_{run_name(m, k)}',
-                                                                                            **self.evaluate_params(m, k)))
-                for m in p['evaluate']['modes'] for k in range(seeds_of(p, m))]
-        jobs.append(pool.submit(analysis, 'embeddings'))   # reads only checkpoints and data: it fills the pool while the last evaluations run
+        jobs = [pool.submit(analysis, 'embeddings')]   # reads only checkpoints and data; the longest single step, so it goes first
+        jobs += [pool.submit(self.step, f'evaluate_{run_name(m, k)}', lambda m=m, k=k: self.nb('pipelines/evaluate.ipynb', f'evaluate_{run_name(m, k)}',
+                                                                                             **self.evaluate_params(m, k)))
+                 for m in p['evaluate']['modes'] for k in range(seeds_of(p, m))]   # the plan's order: ours (the longest) first
         for j in jobs: j.result()                           # the first failure raises here, naming its notebook
     self.step('combine', self.combine)
     analysis('ood_results')                                 # reads every evaluation's results
