@@ -188,7 +188,7 @@ def finalize(out, jobs, skips=()) -> dict:
 
 # %% ../../nbs/15b_qc.run.ipynb #c015
 def _figures(out: Path, parts):
-    from matplotlib.figure import Figure          # not pyplot: its import was a third of a pass's fixed cost, and no backend is switched
+    from matplotlib.figure import Figure          # not pyplot: the caller's backend is left as it is (and pyplot's import, 0.06 s, saved)
     (out / 'figures').mkdir(exist_ok=True)
     ps = sorted(parts, key=lambda p: -p['confidence']); show = ps[:3] + ps[3:][-3:]
     fig = Figure(figsize=(7, 3.5)); ax = fig.subplots()
