@@ -120,3 +120,57 @@ def test_prepare_cli_applies_qc_and_says_so(world, qc_dir, tmp_path, capsys):
     assert 'QC applied' not in out[0] and 'QC applied' in out[1] and "'shifted'" in out[1]
     back = sum(bool(g['backwards']) for g in world[1].values())
     assert len(Store(tmp_path / 's1').recordings) == len(Store(tmp_path / 's0').recordings) + back   # repaired, not skipped
+
+def test_store_takes_qc_only_as_prepared(world, qc_dir, tmp_path):
+    "load('ego4d', STORE, qc=DIR): a store prepared with --qc DIR reads as it is (not corrected twice, QC counted as from the raw layout); any other store refuses in one line."
+    from harlib.datasets import load
+    from harlib.prepare import prepare_ego4d
+    from harlib.qc.apply import QCResult
+    prepare_ego4d(world[0], tmp_path / 's0', workers=0, progress=False); prepare_ego4d(world[0], tmp_path / 's1', workers=0, progress=False, qc=qc_dir)
+    for store, other in ((tmp_path / 's0', qc_dir), (tmp_path / 's1', QCResult(qc_dir, min_conf=0))):
+        with pytest.raises(ValueError) as e: load('ego4d', store, qc=other)
+        msg = str(e.value); assert '\n' not in msg and 'harlib prepare ego4d' in msg and f'--qc {qc_dir}' in msg, msg
+    assert 'without QC' in str(pytest.raises(ValueError, load, 'ego4d', tmp_path / 's0', qc=qc_dir).value)
+    raw, plain, ds = load('ego4d', world[0], qc=qc_dir), load('ego4d', tmp_path / 's1'), load('ego4d', tmp_path / 's1', qc=qc_dir)
+    pd.testing.assert_frame_equal(ds.index, plain.index)                          # no second shift, no second drop
+    qc_counts = lambda d: {k: v for k, v in d.report.items() if k.startswith('qc_')}
+    assert qc_counts(ds) == qc_counts(raw) and ds.report['qc_shifted'] > 0 and ds.report['qc_dropped'] > 0, (dict(ds.report), dict(raw.report))
+    cols = ['recording', 'start_s', 'end_s']
+    pd.testing.assert_frame_equal(ds.index[cols].reset_index(drop=True), raw.index[cols].reset_index(drop=True))
+
+def _mmea_qc(d, rows, drops=()) -> Path:
+    "A QC folder by hand for MMEA clips: rows (clip, offset_s, confidence), drops (clip, start_s)."
+    d.mkdir(); pd.DataFrame([dict(recording=c, offset_s=o, drift_ppm=0.0, confidence=k, passed=k >= MIN_CONF, duplicates=0, backwards=0,
+                                   repairable=True, error='') for c, o, k in rows]).to_csv(d / 'qc.csv', index=False)
+    pd.DataFrame([dict(recording=c, start_s=s, end_s=s + 5, reason='dead_sensor') for c, s in drops],
+                 columns=['recording', 'start_s', 'end_s', 'reason']).to_csv(d / 'drop.csv', index=False)
+    return d
+
+def test_mmea_loader_applies_qc(tmp_path):
+    from harlib.datasets import load
+    root = write('mmea', tmp_path / 'mmea', subjects=1, minutes=1.5, size=32, **QUIET)
+    clips = sorted(root.glob('sensor/*/*.csv')); a, b, c = (f'{f.parent.name}/{f.stem}' for f in clips[:3])
+    before = load('mmea', root, normalize=None, median=1)
+    lines = clips[0].read_text().splitlines(True); clips[0].write_text(''.join(lines[25:]))   # clip a's IMU starts 1 s late: offset -1 s
+    late = load('mmea', root, normalize=None, median=1)
+    q = _mmea_qc(tmp_path / 'qc', [(a, -1.0, 9.0), (b, 0.7, 2.0), (c, 0.0, 9.0)], drops=[(c, 5.0)])
+    ds = load('mmea', root, normalize=None, median=1, qc=q)
+    assert ds.report['qc_shifted'] == 2 and ds.report['qc_not_shifted'] == 1 and ds.report['qc_dropped'] == 1, dict(ds.report)
+    assert ds.recs[a].t0_s == pytest.approx(1.0, abs=1e-6) and ds.recs[b].t0_s == 0           # a onto the video clock; b below the threshold
+    assert c not in set(ds.index['recording']) and c in set(before.index['recording'])         # its centre window touched a dropped one
+    win = lambda d: d.imu_windows()[(d.index['recording'] == a).to_numpy()][0]
+    i = (before.index['recording'] == a).to_numpy()
+    assert ds.index.loc[ds.index['recording'] == a, 'start_s'].item() == pytest.approx(before.index.loc[i, 'start_s'].item(), abs=0.021)
+    w0 = win(before); dev = lambda d: np.abs(win(d) - w0).mean() / np.abs(w0 - w0.mean(0)).mean()   # error / the motion's own size
+    assert dev(ds) < 0.4 and dev(late) > 2 * dev(ds), (dev(ds), dev(late))     # the same 5 s of motion as before the cut (0.26: resampled
+                                                                                # from shifted timestamps, not polyphase); without QC, 0.9
+
+def test_loaders_without_qc_refuse_it(tmp_path):
+    "Every registered loader whose reader takes no qc= refuses it in one line, before reading anything."
+    import inspect
+    from harlib.datasets import DATASETS, load
+    without = [n for n, c in DATASETS.items() if 'qc' not in inspect.signature(c.reader).parameters]
+    assert 'mmea' not in without and 'pd' in without
+    for n in without:
+        with pytest.raises(ValueError) as e: load(n, tmp_path / 'nowhere', qc=tmp_path / 'qc')
+        assert 'qc=' in str(e.value) and '\n' not in str(e.value) and 'ego4d' in str(e.value), (n, str(e.value))

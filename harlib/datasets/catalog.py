@@ -58,7 +58,7 @@ class DatasetConfig:
     split: str = 'subject'         # 'official' (the dataset's lists), 'subject' (subject_split), 'none'
     notes: str = ''                # what is unknown or special
     defaults: dict = field(default_factory=dict)
-    prepared: object = None        # (root, policy, with_video=..., config=..., **DS_OPTS) -> WindowDataset of a prepared store, else None
+    prepared: object = None        # (root, policy, with_video=..., config=..., **DS_OPTS[, qc=]) -> WindowDataset of a prepared store, else None
 
 DATASETS = {}
 ALIASES = DATASET_ALIASES  # harlib.constants' released / older names -> names here (the same dict)
@@ -78,6 +78,8 @@ def _reader_opts(cfg, opts) -> dict:
     "The options `cfg.reader` accepts; ValueError naming any option nobody accepts."
     known = set(inspect.signature(cfg.reader).parameters) - {'root', 'cfg', 'policy', 'with_video'}
     extra = [k for k in opts if k not in known and k not in DS_OPTS]
+    if 'qc' in extra: raise ValueError(f'{cfg.name}: this loader does not take qc= (a harlib qc folder); ' +
+                                       f'{", ".join(n for n, c in DATASETS.items() if "qc" in inspect.signature(c.reader).parameters)} do')
     if extra: raise ValueError(f'{cfg.name}: unknown option(s) {extra}; options: {sorted(known | set(DS_OPTS) | {"classes", "exclude_classes", "split_seed"})}')
     return {k: v for k, v in opts.items() if k in known}
 
@@ -103,7 +105,8 @@ def load(name, root=None, strict=False, split=None, with_video=False, **opts) ->
     takes = inspect.signature(cfg.reader).parameters   # `classes` names the labels for readers that take it, else selects
     classes = None if 'classes' in takes else opts.pop('classes', None)
     exclude, seed = opts.pop('exclude_classes', None), opts.pop('split_seed', 0)
-    ds = cfg.prepared(root, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts}) if cfg.prepared else None
+    popts = {k: opts[k] for k in (*DS_OPTS, *('qc',) * ('qc' in takes)) if k in opts}   # qc=: a store checks it was prepared with it
+    ds = cfg.prepared(root, policy, with_video=with_video, config=cfg, **popts) if cfg.prepared else None
     if ds is None: ds = _from_reader(cfg, root, policy, with_video, opts)    # (a prepared store: harlib.prepare)
     if classes is not None or exclude is not None: ds = select_classes(ds, classes, exclude)
     if cfg.split == 'subject' and (ds.index['split'] == '').all() and len(ds): ds.index['split'] = subject_split(ds.index, seed=seed)

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 import numpy as np
 from .. import imu
-from ..imu import WINDOW
+from ..imu import RATE, WINDOW
 from .core import BadInput, Policy, Rec
 from .catalog import DatasetConfig, register, read_table, numeric, _check_video
 
@@ -55,30 +55,46 @@ def _class_dirs(top: Path, policy):
 def _video_file(vdir: Path, cls, stem):
     return next((vdir / cls / f'{stem}{e}' for e in ('.mp4', '.avi', '.MP4', '.mkv') if (vdir / cls / f'{stem}{e}').exists()), None)
 
-def read_mmea(root, cfg, policy, with_video=False, windows='centre', subject_pattern=None):
-    "Recordings of UESTC-MMEA-CL clips (label from the class folder name, official splits, centre 5 s)."
+def read_mmea(root, cfg, policy, with_video=False, windows='centre', subject_pattern=None, qc=None):
+    "Recordings of UESTC-MMEA-CL clips (label from the class folder name, official splits, centre 5 s; `qc`: a `harlib qc` folder applied)."
     base = mmea_root(root); sdir, vdir = base / 'sensor', base / 'video'
     classes_found = {**_class_dirs(vdir, Policy(False)), **_class_dirs(sdir, policy)}
     n = max([k for k, _ in classes_found.values()], default=0)
     classes = [f'class{i + 1}' for i in range(n)]
     for k, nm in classes_found.values(): classes[k - 1] = nm
     splits, recs, pat = mmea_splits(base), [], re.compile(subject_pattern) if subject_pattern else None
+    if qc is not None:
+        from harlib.qc.apply import QCResult
+        qc = qc if isinstance(qc, QCResult) else QCResult(qc)
     for cls, (k, nm) in classes_found.items():
         if (vdir / cls).is_dir():
             for v in sorted((vdir / cls).iterdir()):
                 if not (sdir / cls / f'{v.stem}.csv').exists(): policy.skip(v, 'video_without_imu', 'no sensor/<class>/<stem>.csv')
         for f in sorted((sdir / cls).glob('*.csv')) if (sdir / cls).is_dir() else []:
             with policy.guard(f):
-                rec = _mmea_clip(f, cls, k - 1, cfg, with_video, windows, _video_file(vdir, cls, f.stem), pat)
+                job = qc.job(f'{cls}/{f.stem}') if qc else None           # harlib qc names a clip <class>/<stem> too
+                rec = _mmea_clip(f, cls, k - 1, cfg, with_video, windows, _video_file(vdir, cls, f.stem), pat, job, policy)
                 rec.split = splits.get((cls, f.stem), ''); recs.append(rec)
     return recs, classes
 
-def _mmea_clip(f, cls, label, cfg, with_video, windows, video, pat):
-    x = numeric(read_table(f, 6), None, f)
-    r = imu.to_canonical(x, cfg.spec, name=str(f))
+def _centre(n, t0_s) -> int:
+    "Start sample of the centre 5 s of what IMU and video share, on the video clock: the IMU at `t0_s`, the video taken as long as the IMU (as in the release)."
+    lo, hi = max(t0_s, 0), min(t0_s, 0) + n / RATE                   # t0_s = 0 (no shift): (n - WINDOW) // 2, the centre of the clip
+    return int(np.clip(np.floor(((lo + hi) / 2 - t0_s) * RATE - WINDOW / 2 + 1e-6), 0, max(n - WINDOW, 0)))
+
+def _mmea_clip(f, cls, label, cfg, with_video, windows, video, pat, job=None, policy=None):
+    x, t, acts = numeric(read_table(f, 6), None, f), None, []
+    if job:                       # a harlib qc folder: rows at the spec's rate on the IMU clock, repaired and shifted onto the video clock
+        from harlib.qc.apply import apply_rows
+        t, x, _, acts = apply_rows(job, None, x, cfg.spec.rate)
+        if not (job['shift'] or job['repair']): t = None           # nothing moved: the same resampling as without QC
+    r = imu.to_canonical(x, cfg.spec, timestamps_ms=t, name=str(f))
     subj = (pat.search(f.stem)[1] if pat and pat.search(f.stem) else '') if pat else ''
-    rec = Rec(f'{cls}/{f.stem}', subj, r.x, r.valid, labels=label, video=video)
-    if windows == 'centre': rec.starts = np.array([(len(r.x) - WINDOW) // 2])
+    rec = Rec(f'{cls}/{f.stem}', subj, r.x, r.valid, labels=label, video=video, t0_s=r.t0_s)
+    if windows == 'centre': rec.starts = np.array([_centre(len(r.x), r.t0_s)])
+    if job:
+        from harlib.qc.apply import invalidate, note
+        rec.valid, n = invalidate(job, r.valid, r.t0_s); note(policy, rec.id, acts, n)   # drop.csv's windows: their samples left out
     if with_video:
         if video is None: raise BadInput(f, 'imu_without_video', f'no video/{cls}/{f.stem}.mp4')
         rec.max_s = _check_video(video, f)
