@@ -122,7 +122,9 @@ def _pool(workers: int):
     "A process pool (None for workers=0) whose processes are ended on any exit, SIGTERM included."
     if workers == 0: yield None; return
     import multiprocessing as mp
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context('fork'))
+    # forkserver, not fork: a parent that has used PyAV (writing or decoding video) leaves ffmpeg's threads' locks held in a forked
+    # child, whose first decode then hangs (seen in the tests); the server's children start clean
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context('forkserver'))
     def stop(*_): raise KeyboardInterrupt('SIGTERM')
     old = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
     try: yield pool
