@@ -6,16 +6,16 @@
 __all__ = ['FORMAT', 'VERSION', 'PARAMS', 'WINDOW_DTYPE', 'save_npy', 'save_json', 'peak_mb', 'file_version', 'BAD', 'ego4d_jobs',
            'window_grid', 'prepare_recording', 'reencode', 'part_done', 'lock_store', 'clean_stale', 'prepare_ego4d',
            'finalize', 'is_store', 'Store', 'store_dataset', 'fake_store', 'encoder_key', 'emb_dir', 'embed_store',
-           'merge_embeddings', 'EmbStore', 'frozen_encoder', 'main']
+           'merge_embeddings', 'EmbStore', 'main']
 
 # %% ../../nbs/14_prepare.ipynb #c004
-from .core import *
+from ..datasets.store_core import *
 from .ego4d import *
-from .store import *
+from ..datasets.store import *
 from .embed import *
 from .cli import *
 
 # %% ../../nbs/14_prepare.ipynb #c005
 _all_ = ['FORMAT', 'VERSION', 'PARAMS', 'WINDOW_DTYPE', 'save_npy', 'save_json', 'peak_mb', 'file_version', 'BAD', 'ego4d_jobs', 'window_grid',
          'prepare_recording', 'reencode', 'part_done', 'lock_store', 'clean_stale', 'prepare_ego4d', 'finalize', 'is_store', 'Store', 'store_dataset',
-         'fake_store', 'encoder_key', 'emb_dir', 'embed_store', 'merge_embeddings', 'EmbStore', 'frozen_encoder', 'main']
+         'fake_store', 'encoder_key', 'emb_dir', 'embed_store', 'merge_embeddings', 'EmbStore', 'main']
