@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['PD_CLASSES', 'MMEA_PAPER_CLASSES', 'DEFAULT_CLASSES', 'DATASET_ALIASES', 'MODELS', 'LOSSES', 'dataset_name',
-           'default_loss', 'UsageError']
+           'default_loss', 'UsageError', 'digest']
 
 # %% ../nbs/00a_constants.ipynb #faf8408a
 PD_CLASSES = ('bending', 'walking', 'standing', 'turning', 'sitting')  # the clinic's PD recordings, one CSV per class
@@ -29,3 +29,15 @@ def default_loss(model: str):
 # %% ../nbs/00a_constants.ipynb #7885f898
 class UsageError(ValueError):
     "A mistake in the flags, the data root, the run folder or the data size: the commands print it on one line and exit with status 2."
+
+# %% ../nbs/00a_constants.ipynb #c0dig001
+def digest(*parts) -> str:
+    "A short stable hex digest of JSON-able parts, tensors and DataFrames."
+    import hashlib, json, sys
+    torch = sys.modules.get('torch')     # a tensor among the parts means torch is loaded: this module imports nothing
+    h = hashlib.sha256()
+    for p in parts:
+        if torch is not None and torch.is_tensor(p): h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        elif hasattr(p, 'to_csv'): h.update(p.to_csv(index=False).encode())
+        else: h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]

@@ -29,10 +29,11 @@ def parse_args(argv=None) -> EvalConfig:
 # %% ../nbs/08a_downstream.ipynb #c011
 @dataclass
 class Target:
-    "Labels `y` (−1: not used), `groups` (subject ids, else recording ids), class names, `windows(rows)`, `videos(rows)` (or None), window `ids`, `official` split."
+    """Labels `y` (−1: not used), `groups` (subject ids, else recording ids), class names, `windows(rows)`, `videos(rows)` (or None), window `ids`,
+    `official` split, `masks(rows)`: bool `[n, 6]`, the channels each window measured (None: all six), `group_info`: what the dataset says of
+    each group ({subject: {column: value}}, e.g. a clinic's severity)."""
     name: str; y: np.ndarray; groups: object; classes: list; windows: object; videos: object = None
-    ids: object = None; official: object = None; group_kind: str = 'subject'
-    group_info: dict = None   # what the dataset says of each group ({subject: {column: value}}, e.g. a clinic's severity)
+    ids: object = None; official: object = None; group_kind: str = 'subject'; masks: object = None; group_info: dict = None
     def __post_init__(self):
         if self.ids is None: self.ids = es.window_ids([f'{self.name}/{i}' for i in range(len(self.y))], np.zeros(len(self.y)))
         if self.groups is None: self.groups, self.group_kind = np.asarray(self.ids), 'window' 
@@ -79,7 +80,13 @@ def target_from_dataset(ds, name:str, classes=None, with_video:bool=False) -> Ta
     vids = _video_reader(ds, name) if with_video else None
     return Target(name, y, groups, names, lambda rows: np.asarray(ds.imu_windows(np.asarray(rows, int))), vids,
                   ids=es.window_ids(idx['recording'], idx['start_s']), official=official, group_kind='subject' if by_subject else 'recording',
-                  group_info=getattr(ds, 'subject_info', None) if by_subject else None)
+                  masks=_channel_masks(ds), group_info=getattr(ds, 'subject_info', None) if by_subject else None)
+
+def _channel_masks(ds):
+    "`rows -> bool [n, 6]`: the channels each window of `ds` measured, as `harlib embed` passes them; None when every window has all six."
+    get = getattr(ds, 'channel_masks', None)
+    if get is None or get().all(): return None           # the encoders' output with all six marked measured is their output without a mask
+    return lambda rows: get(np.asarray(rows, int))
 
 def load_target(name:str, root=None, classes=None, with_video:bool=False, split=None, opts=()) -> Target:
     "Load dataset `name` (released names accepted) as a `Target`."
@@ -105,8 +112,10 @@ class ImuFeatures(nn.Module):
         self.imu_head = getattr(model, 'imu_head', None) if feature == 'post' else None
         if feature == 'post' and self.imu_head is None: raise UsageError(f'{type(model).__name__} has no projection head: use --feature pre')
         self.mask = mask
-    def forward(self, x):
-        f = self.imu_encoder(x, self.mask)
+    def forward(self, x, mask=None):
+        "`mask` [B, 6] (or None): the channels each window measured, combined with the fixed `self.mask`."
+        m = self.mask if mask is None else mask if self.mask is None else mask & self.mask.to(mask.device)
+        f = self.imu_encoder(x, m)
         return f if self.imu_head is None else F.normalize(self.imu_head(f), dim=-1)
 
 def channel_choice(a):
@@ -114,11 +123,13 @@ def channel_choice(a):
     return ACC_ONLY if getattr(a, 'channels', 'all') == 'acc' else None
 
 def acc_only(t: Target) -> Target:
-    "The same target with the gyroscope removed from every window (zeroed; the encoders get `ACC_ONLY`), named `<name>_acc`."
-    get = t.windows
+    "The same target with the gyroscope removed from every window (zeroed and masked: the encoders get `ACC_ONLY`), named `<name>_acc`."
+    get, getm = t.windows, t.masks
     def windows(rows):
         x = np.array(get(rows), dtype=np.float32, copy=True); x[..., 3:] = 0; return x
-    return dataclasses.replace(t, windows=windows, name=f'{t.name}_acc')
+    def masks(rows):
+        m = np.ones((len(rows), 6), bool) if getm is None else np.array(getm(rows), bool, copy=True); m[:, 3:] = False; return m
+    return dataclasses.replace(t, windows=windows, masks=masks, name=f'{t.name}_acc')
 
 def target_opts(a, norm=None) -> list:
     "`--data_opt` pairs plus the checkpoint's normalisation `norm` (unless a `normalize=` pair overrides it)."
@@ -156,13 +167,13 @@ def run_fewshot(mode:str, encoder, t:Target, splits, a, store:dict=None) -> list
     "Metrics per split: a probe on cached features (`lp`, `random`, `handfeat`) or training end to end (`finetune*`, `scratch`)."
     C, enc = len(t.classes), encoder.to(a.device)
     if MODES[mode].runner == 'probe':
-        cache = ev.FeatureCache(enc, t.windows, _rows(splits), a.eval_batch_size, a.device)
+        cache = ev.FeatureCache(enc, t.windows, _rows(splits), a.eval_batch_size, a.device, t.masks)
         if a.probe == 'logreg' or mode == 'handfeat': return ep.logreg_probe(cache, t.y, splits, C, a.seed, heads=store)
         return ev.linear_probe(cache, t.y, splits, C, a.seed, heads=store, epochs=a.epochs, lr=a.lr,
                                weight_decay=a.weight_decay, batch_size=a.batch_size, standardize=a.standardize)
     lr_enc = a.lr if mode in ('scratch', 'finetune_full') else a.lr_encoder
     return ev.finetune_protocol(enc, t.windows, t.y, splits, C, a.seed, models=store, epochs=a.ft_epochs, lr_encoder=lr_enc,
-                                lr_head=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size, device=a.device)
+                                lr_head=a.lr, weight_decay=a.weight_decay, batch_size=a.batch_size, device=a.device, masks=t.masks)
 
 # %% ../nbs/08a_downstream.ipynb #c023
 @torch.no_grad()
@@ -173,9 +184,11 @@ def encode_videos(model, videos, rows, batch_size:int=32, device='cpu') -> np.nd
                            for i in range(0, len(rows), batch_size)])
 
 def encode_imu_emb(model, t:Target, rows, a) -> np.ndarray:
-    "Projected IMU embeddings of rows of `t` (model in eval mode, on `a.device`)."
-    model.eval().to(a.device)
-    return ev.encode(lambda x: model.encode_imu(x, project=True, mask=channel_choice(a)), t.windows(rows), a.eval_batch_size, a.device)
+    "Projected IMU embeddings of rows of `t` (model in eval mode, on `a.device`; each window's channel mask passed as `harlib embed` passes it)."
+    model.eval().to(a.device); fixed = channel_choice(a)
+    if t.masks is None: return ev.encode(lambda x: model.encode_imu(x, project=True, mask=fixed), t.windows(rows), a.eval_batch_size, a.device)
+    M = np.asarray(t.masks(rows), bool) & (True if fixed is None else fixed.numpy())
+    return ev.encode(lambda x, m: model.encode_imu(x, project=True, mask=m), t.windows(rows), a.eval_batch_size, a.device, M)
 
 # %% ../nbs/08a_downstream.ipynb #c024
 def pick_prototypes(t:Target, pool, a, src:Target=None, draw:int=0):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['log', 'make_parser', 'resolve', 'parse_args', 'warmup_cosine', 'warmup_steps', 'data_opts', 'dataset_loader',
            'load_data', 'build', 'video_backbone', 'image_size', 'Objective', 'fill_cache', 'match_cache',
-           'embedding_store', 'Trainer', 'main']
+           'embedding_store', 'frozen_encoder', 'Trainer', 'main']
 
 # %% ../nbs/07_pretrain.ipynb #c004
 import argparse, builtins, contextlib, json, logging, math, sys, time
@@ -221,7 +221,7 @@ def match_cache(cache: VideoCache, ds) -> tuple:
 # %% ../nbs/07_pretrain.ipynb #d016a002
 def embedding_store(a, model):
     "The `harlib prepare embed` store of this run's frozen video encoder (see above), or None."
-    from harlib.prepare import EmbStore, emb_dir, encoder_key, is_store
+    from harlib.datasets.store import EmbStore, emb_dir, encoder_key, is_store
     named = Path(a.video_cache) if (Path(a.video_cache) / 'meta.json').is_file() and (Path(a.video_cache) / 'recordings.json').is_file() else None
     if named is None and not is_store(a.data_root): return None
     key = encoder_key(video_backbone(model), a.clip_len, image_size(model)); path = named or emb_dir(a.data_root, key)
@@ -229,6 +229,14 @@ def embedding_store(a, model):
     emb = EmbStore(path)
     if emb.meta.get('key') != key: raise UsageError(f'{path} holds features of another video encoder (key {emb.meta.get("key")}, this run {key})')
     log.info(f'video features from the embedding store {path} ({len(emb)} windows)'); return emb
+
+# %% ../nbs/07_pretrain.ipynb #d016a003
+def frozen_encoder(a):
+    "(video encoder, frame size) of `harlib pretrain`'s model for these flags, built exactly as the Trainer builds it (`harlib prepare embed`)."
+    ns = argparse.Namespace(model=a.model, preset=a.preset, loss=default_loss(a.model), freeze_video=True, video_weights=a.video_weights,
+                            video_encoder=a.video_encoder, imu_encoder=getattr(a, 'imu_encoder', None))
+    seed_all(a.seed); model = build(ns)
+    return video_backbone(model), image_size(model)
 
 # %% ../nbs/07_pretrain.ipynb #c067
 def _to(batch: dict, device) -> dict:

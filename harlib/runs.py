@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'holds_run', 'check_run_dir', 'clear_run', 'prepare_run', 'run_snapshot', 'unprepare_run', 'MetricsLog',
-           'read_metrics', 'setup_logging', 'digest', 'VideoCache']
+           'read_metrics', 'setup_logging', 'VideoCache']
 
 # %% ../nbs/07a_runs.ipynb #2c46dada
 import hashlib, json, logging, os, shutil, sys
@@ -92,14 +92,7 @@ def setup_logging(out, d: Dist, name: str = 'harlib.pretrain') -> logging.Logger
 
 
 # %% ../nbs/07a_runs.ipynb #c045
-def digest(*parts) -> str:
-    "A short stable hex digest of JSON-able parts, tensors and DataFrames."
-    h = hashlib.sha256()
-    for p in parts:
-        if torch.is_tensor(p): h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        elif hasattr(p, 'to_csv'): h.update(p.to_csv(index=False).encode())
-        else: h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+from .constants import digest   # it lives with the names every module shares (the data wing's stores use it too)
 
 # %% ../nbs/07a_runs.ipynb #c047
 class VideoCache:

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['log', 'VideoError', 'write_video', 'counter_frames', 'frame_number', 'frame_indices', 'chunk_candidates', 'probe',
-           'fit_size', 'center_crop', 'decode', 'span_frames', 'read_frames', 'ClipCache']
+           'fit_size', 'center_crop', 'resize_frames', 'decode', 'span_frames', 'read_frames', 'ClipCache']
 
 # %% ../nbs/02_video.ipynb #c004
 import os, hashlib, tempfile, functools, logging
@@ -116,7 +116,7 @@ def _reader(path, w, h, version, keep=8):
         _READERS[key] = decord.VideoReader(path, width=w, height=h, num_threads=1)
     return _READERS[key]
 
-def _resize(frames, w, h):
+def resize_frames(frames, w, h):
     import torch, torch.nn.functional as F
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(h, w), mode='bilinear', antialias=True, align_corners=False)
@@ -127,7 +127,7 @@ def _decode(path, uniq, w, h, native):
     vr = _reader(str(path), -1 if native else w, -1 if native else h, (st.st_size, st.st_mtime_ns))
     if uniq[-1] >= len(vr): raise VideoError(path, f'frame {uniq[-1]} requested but the video has {len(vr)} frames')
     x = vr.get_batch(uniq.tolist()).asnumpy()
-    return _resize(x, w, h) if native else x
+    return resize_frames(x, w, h) if native else x
 
 def decode(path, idx, size=112) -> np.ndarray:
     "Frames `idx` of `path` as uint8 `[*idx.shape, size, size, 3]` (short side resized to `size`, centre crop)."

@@ -5,8 +5,9 @@ import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from harlib.datasets import load, BadInput
-from harlib.prepare import (prepare_ego4d, store_dataset, Store, EmbStore, fake_store, frozen_encoder, emb_dir, encoder_key,
+from harlib.prepare import (prepare_ego4d, store_dataset, Store, EmbStore, fake_store, emb_dir, encoder_key,
                             main as prepare_main)
+from harlib.pretrain import frozen_encoder
 from harlib.synthetic import write
 
 BIN = Path(sys.executable).parent

@@ -60,3 +60,30 @@ def test_targets_get_the_checkpoints_normalisation(tmp_path):
     np.testing.assert_allclose(ds.data, (raw.data - np.array(stats['mean'])) / 2.0, atol=1e-4)
     a2 = dsm.parse_args(['--checkpoint', str(p), '--dataset', 'synthetic', '--data_opt', 'normalize=recording'])
     assert dsm._opts(dsm.target_opts(a2, stats))['normalize'] == 'recording'          # an explicit option wins
+
+def test_downstream_passes_each_windows_channel_mask(gait, ck):
+    "An accelerometer-only dataset: downstream's encoders see its gyro as missing (as `harlib embed` does), not zeros measured."
+    from harlib import evaluate as ev
+    from harlib.models import load_checkpoint
+    model, _ = load_checkpoint(ck); model.eval(); ds = load('folder', gait); t = dsm.target_from_dataset(ds, 'gait')
+    rows = np.arange(min(12, len(ds))); X = t.windows(rows); acc = np.tile([True] * 3 + [False] * 3, (len(rows), 1))
+    assert t.masks is not None and (t.masks(rows) == acc).all()
+    masked = ev.encode(lambda x, m: model.imu_encoder(x, m), X, masks=acc)      # the gyro explicitly marked missing
+    as_measured = ev.encode(lambda x: model.imu_encoder(x), X)                   # zeros fed as if measured
+    assert not np.allclose(masked, as_measured, atol=1e-4)
+    a = dsm.parse_args(['--dataset', 'folder', '--quiet'])
+    for feature, enc in (('pre', dsm.ImuFeatures(model, 'pre', dsm.channel_choice(a))), ('post', dsm.ImuFeatures(model, 'post'))):
+        probe = ev.FeatureCache(enc, t.windows, rows, masks=t.masks).feats                       # lp, random: the probes' path
+        np.testing.assert_allclose(probe, embed.embed_windows(model, ds, feature)[rows], atol=1e-5)
+    np.testing.assert_allclose(probe, dsm.encode_imu_emb(model, t, rows, a), atol=1e-5)        # zero-shot and retrieval
+    np.testing.assert_allclose(ev.FeatureCache(dsm.ImuFeatures(model), t.windows, rows, masks=t.masks).feats, masked, atol=1e-5)
+    class Spy(torch.nn.Module):                                                                 # fine-tuning: what the encoder gets
+        seen = []
+        def __init__(self): super().__init__(); self.lin = torch.nn.Linear(6, 4)
+        def forward(self, x, mask=None): Spy.seen.append(mask); return self.lin(x.mean(1))
+    ft = ev.finetune(Spy(), X, np.arange(len(rows)) % 2, 2, epochs=1, batch_size=4, M=t.masks(rows)); ev.predict(ft, X, M=t.masks(rows))
+    assert len(Spy.seen) > 3 and all(m is not None and (m.numpy() == acc[:len(m)]).all() for m in Spy.seen)
+
+def test_acc_only_target_masks_the_gyroscope(gait):
+    ds = load('folder', gait); t = dsm.acc_only(dsm.target_from_dataset(ds, 'gait'))
+    assert (t.masks(np.arange(3)) == [[True] * 3 + [False] * 3] * 3).all() and t.name == 'gait_acc'

@@ -12,17 +12,17 @@ def root(tmp_path_factory):
 
 def raw(name, root, **kw): return load(name, root, normalize='none', median=1, **kw)
 
-EXPECT = {  # classes, subjects, placement, gyroscope
+EXPECT = {  # classes, subjects, placement, gyroscope (True, False, or 'some': masked where the owners' files have none)
     'uci_har': (['walking', 'sitting', 'laying'], ['s01', 's02', 's03'], 'waist', True),
     'pamap2': (['lying', 'walking', 'ascending_stairs'], ['s101', 's102'], 'wrist', True),
     'wisdm': (['walking', 'jogging', 'sitting'], ['u33', 'u34'], 'thigh', False),
     'motionsense': (['downstairs', 'walking', 'sitting'], ['s01', 's02'], 'thigh', True),
-    'realworld': (['climbingup', 'sitting', 'walking'], ['s01', 's02'], 'head', False),
+    'realworld': (['climbingup', 'sitting', 'walking'], ['s01', 's02'], 'head', 'some'),
     'mhealth': (['standing_still', 'walking'], ['s01', 's02'], 'wrist', True),
     'capture24': (['sleep', 'sitting', 'walking'], ['P001', 'P002'], 'wrist', False),
     'dsads': (['sitting', 'walking_in_parking_lot', 'running_on_treadmill'], ['p1', 'p2'], 'torso', True),
     'usc_had': (['walking_forward', 'sitting', 'sleeping'], ['s01', 's02'], 'hip', True),
-    'hhar': (['stand', 'sit', 'walk'], ['a', 'b'], 'wrist', False)}
+    'hhar': (['stand', 'sit', 'walk'], ['a', 'b'], 'wrist', 'some')}
 
 @pytest.mark.parametrize('name', list(EXPECT))
 def test_loader_reads_its_owners_layout(root, name):
@@ -32,8 +32,10 @@ def test_loader_reads_its_owners_layout(root, name):
     assert set(ds.index.loc[ds.index['label'] >= 0, 'label_name']) == set(classes)
     assert abs(np.median(np.linalg.norm(ds.data[:, :3], axis=1)) / G - 1) < 0.03        # 1 g of gravity, whatever the file's unit
     masks = ds.channel_masks()
-    assert masks[:, 3:].all() == gyro and masks[:, 3:].any() == gyro
-    if gyro: assert abs(np.median(ds.data[:, 3]) - FAKE_GYRO) < 0.02                   # rad/s, deg/s -> rad/s
+    assert masks[:, 3:].all() == (gyro is True) and masks[:, 3:].any() == bool(gyro)
+    if gyro:                                                                            # rad/s, deg/s -> rad/s, where measured
+        measured = np.concatenate([r.x[:, 3] for r in ds.recs.values() if r.mask is None or r.mask[3]])
+        assert abs(np.median(measured) - FAKE_GYRO) < 0.02
     assert ds.config.spec.placement == placement and registry().loc[name, 'placement'] == placement   # the default position's
     check = load(name, root)                                                            # the default preprocessing, split by subject
     assert check.index.groupby('subject')['split'].nunique().eq(1).all()
@@ -75,6 +77,34 @@ def test_realworld_positions_and_sessions_in_inner_zips(root):
     assert {'s02/climbingup/2', 's02/climbingup/3'} <= set(ds.index['recording'])
     for z in (root / 'realworld2016_dataset').glob('proband*/data/*.zip'): assert zipfile.is_zipfile(z)   # nothing unpacked
     assert raw('realworld', root, position='waist').config.spec.placement == 'waist'
+
+def _gyro_of(ds): return {k: r.mask is None or bool(r.mask[3:].all()) for k, r in ds.recs.items()}
+
+def _in_step(r) -> float:
+    "Correlation of the fixture's motion seen by both sensors (acc x: 2 sin, gyro x: FAKE_GYRO + 0.3 sin): ~1 when aligned."
+    return float(np.corrcoef(r.x[:, 0], r.x[:, 3])[0, 1])
+
+def test_realworld_reads_and_aligns_the_gyroscope(root):
+    from harlib.datasets.suite_files import REALWORLD_GYRO_STOPS
+    ds = raw('realworld', root); gyro = _gyro_of(ds)
+    assert gyro['s02/sitting/1'] is False and not ds.recs['s02/sitting/1'].x[:, 3:].any()   # no gyr_sitting_csv.zip: masked, zeros
+    assert gyro['s02/climbingup/2'] and gyro['s02/climbingup/3'] and gyro['s01/sitting/1']  # inner zips too
+    assert 's01/walking/1' not in gyro and gyro['s01/walking/1.0'] and not gyro['s01/walking/1.1']   # the gyroscope stops: two parts
+    n0, n1 = len(ds.recs['s01/walking/1.0'].x), len(ds.recs['s01/walking/1.1'].x)
+    assert abs(n0 / (n0 + n1) - REALWORLD_GYRO_STOPS) < 0.03
+    assert min(_in_step(r) for k, r in ds.recs.items() if gyro[k]) > 0.95
+    assert set(ds.index.loc[ds.channel_masks()[:, 3], 'recording']) == {k for k, g in gyro.items() if g}
+    waist = raw('realworld', root, position='waist')
+    assert _gyro_of(waist)['s01/sitting/1'] and waist.config.spec.placement == 'waist'
+
+def test_hhar_reads_and_aligns_the_gyroscope(root, tmp_path):
+    ds = raw('hhar', root); gyro = _gyro_of(ds)
+    assert gyro == {'a/gear_1/0': True, 'a/gear_1/1': True, 'b/gear_1/0': True, 'b/gear_1/1': False}   # b's watch missed a session
+    assert min(_in_step(r) for k, r in ds.recs.items() if gyro[k]) > 0.95
+    assert all(_gyro_of(raw('hhar', root, device='phone')).values())
+    write_suite(tmp_path, ['hhar']); (tmp_path / 'Activity recognition exp' / 'Watch_gyroscope.csv').unlink()
+    alone = raw('hhar', tmp_path)                                        # no gyroscope file: the accelerometer alone, noted
+    assert not any(_gyro_of(alone).values()) and alone.report['no_gyroscope_file'] == 1 and len(alone) == len(ds)
 
 def test_mhealth_positions_and_null_class(root):
     assert (raw('mhealth', root).index['label'] == -1).any()

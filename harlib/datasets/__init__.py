@@ -18,7 +18,9 @@ __all__ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS
            'CAPTURE24_SCHEMES', 'DSADS_CLASSES', 'DSADS_UNITS', 'USC_HAD_CLASSES', 'HHAR_CLASSES', 'HHAR_FILES',
            'SuiteInfo', 'locate', 'scan_suite', 'read_uci_har', 'read_pamap2', 'read_wisdm', 'read_motionsense',
            'read_realworld', 'read_mhealth', 'read_capture24', 'read_dsads', 'read_usc_had', 'read_hhar',
-           'ONTOLOGY_FILE', 'ontology', 'shared_label', 'to_shared']
+           'ONTOLOGY_FILE', 'ontology', 'shared_label', 'to_shared', 'normalize_recs', 'mask_bits', 'need_key',
+           'ego4d_imu_file', 'read_ego4d_imu', 'ego4d_bad_list', 'ego4d_video', 'folder_sensor_spec', 'folder_columns',
+           'GYRO_TOL_MS', 'HHAR_GYRO_FILES', 'REALWORLD_GYRO_STOPS']
 
 # %% ../../nbs/03_datasets.ipynb #b060
 from ..constants import PD_CLASSES
@@ -51,4 +53,6 @@ _all_ = ['log', 'DATASETS', 'ALIASES', 'dataset_names', 'window_ids', 'DS_OPTS',
         'REALWORLD_CLASSES', 'REALWORLD_POSITIONS', 'MHEALTH_ACTIVITIES', 'MHEALTH_POSITIONS', 'CAPTURE24_SCHEMES', 'DSADS_CLASSES', 'DSADS_UNITS',
         'USC_HAD_CLASSES', 'HHAR_CLASSES', 'HHAR_FILES', 'SuiteInfo', 'locate', 'scan_suite', 'read_uci_har',
         'read_pamap2', 'read_wisdm', 'read_motionsense', 'read_realworld', 'read_mhealth', 'read_capture24', 'read_dsads',
-        'read_usc_had', 'read_hhar', 'ONTOLOGY_FILE', 'ontology', 'shared_label', 'to_shared']
+        'read_usc_had', 'read_hhar', 'ONTOLOGY_FILE', 'ontology', 'shared_label', 'to_shared',
+        'normalize_recs', 'mask_bits', 'need_key', 'ego4d_imu_file', 'read_ego4d_imu', 'ego4d_bad_list', 'ego4d_video',
+        'folder_sensor_spec', 'folder_columns', 'GYRO_TOL_MS', 'HHAR_GYRO_FILES', 'REALWORLD_GYRO_STOPS']

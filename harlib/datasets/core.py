@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['log', 'NORMALIZE', 'ACC_MASK', 'BadInput', 'reason_of', 'Report', 'Policy', 'Rec', 'window_labels', 'rec_windows',
-           'WindowDataset']
+           'normalize_recs', 'WindowDataset', 'mask_bits']
 
 # %% ../../nbs/03a_datasets.core.ipynb #b004
 import dataclasses, logging
@@ -129,7 +129,7 @@ def _pooled(recs) -> dict:
     allx = np.concatenate([imu.median_filter(r.x, 5)[r.valid if r.valid is not None else slice(None)] for r in recs])
     return {'mean': allx.mean(0, dtype=np.float64).tolist(), 'std': allx.std(0, dtype=np.float64).tolist()}
 
-def _normalize(recs, how, median):
+def normalize_recs(recs, how, median):
     "Preprocess every recording once (median filter, then the normalisation `how`) -> (arrays, per-recording stats, the norm used)."
     if isinstance(how, dict): given = how; how = 'stats'
     elif how in (None, False): how = 'none'
@@ -166,11 +166,11 @@ class WindowDataset(torch.utils.data.Dataset):
         self._build(rows, normalize, median, min_purity, source or name)
 
 # %% ../../nbs/03a_datasets.core.ipynb #c021
-def _mask_bits(mask) -> int: return int(np.dot(np.ones(6, bool) if mask is None else np.asarray(mask, bool), 1 << np.arange(6)))
+def mask_bits(mask) -> int: return int(np.dot(np.ones(6, bool) if mask is None else np.asarray(mask, bool), 1 << np.arange(6)))
 
 @patch
 def _build(self: WindowDataset, rows, normalize, median, min_purity, source):
-    xs, self.stats, self.norm = _normalize([r for r, _ in rows], normalize, median)
+    xs, self.stats, self.norm = normalize_recs([r for r, _ in rows], normalize, median)
     offs = np.cumsum([0] + [len(x) for x in xs])
     self.data = np.concatenate(xs) if xs else np.zeros((0, 6), np.float32)
     self.recs = {r.id: r for r, _ in rows}
@@ -180,7 +180,7 @@ def _build(self: WindowDataset, rows, normalize, median, min_purity, source):
         names = [self.classes[i] if 0 <= i < len(self.classes) else '' for i in lab]
         t = r.t0_s + st / RATE
         parts.append(pd.DataFrame(dict(recording=r.id, subject=r.subject, start_s=t, end_s=t + WINDOW / RATE, label=lab,
-                                       label_name=names, source=source, split=r.split, _off=o + st, _mask=_mask_bits(r.mask))))
+                                       label_name=names, source=source, split=r.split, _off=o + st, _mask=mask_bits(r.mask))))
     cols = ['recording', 'subject', 'start_s', 'end_s', 'label', 'label_name', 'source', 'split', '_off', '_mask']
     self.index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
     for c in ('label', '_off', '_mask'): self.index[c] = self.index[c].astype(np.int64)
@@ -221,9 +221,9 @@ def video_window(self: WindowDataset, i, rng=None, row=None) -> np.ndarray:
     return read_frames(r.video, row['start_s'], row['end_s'], self.num_frames, self.size, self.mode, rng)
 
 def _resize_frames(f, size):
-    from harlib.video import _resize, center_crop, fit_size
+    from harlib.video import resize_frames, center_crop, fit_size
     w, h = fit_size(f.shape[2], f.shape[1], size)
-    return center_crop(_resize(np.ascontiguousarray(f), w, h), size)
+    return center_crop(resize_frames(np.ascontiguousarray(f), w, h), size)
 
 # %% ../../nbs/03a_datasets.core.ipynb #c024
 @patch

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SPEC_FILES', 'SPEC_KEYS', 'EXAMPLE_ACTIVITIES', 'resample_labels', 'labels_on_grid', 'read_arrays', 'folder_spec',
-           'read_folder', 'example_folder']
+           'folder_sensor_spec', 'folder_columns', 'read_folder', 'example_folder']
 
 # %% ../../nbs/03i_datasets.folder.ipynb #b056
 import dataclasses, re, json
@@ -63,12 +63,12 @@ def folder_spec(root: Path, spec=None) -> dict:
     if len(out.get('columns') or []) == 3: out.setdefault('gyro_unit', 'none')
     return out
 
-def _sensor_spec(sp) -> SensorSpec:
+def folder_sensor_spec(sp) -> SensorSpec:
     keys = ('rate', 'acc_unit', 'gyro_unit', 'acc_lsb', 'gyro_lsb', 'order', 'signs', 'placement')
     return SensorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in sp.items() if k in keys})
 
 # %% ../../nbs/03i_datasets.folder.ipynb #c081
-def _columns(df, f, sp, spec):
+def folder_columns(df, f, sp, spec):
     "The sensor columns of one file and the spec that fits them (3 columns: accelerometer only)."
     skip = {sp.get('time_column'), sp.get('label'), sp.get('subject')}
     cols = sp.get('columns') or [c for c in df.columns if c not in skip and pd.api.types.is_numeric_dtype(df[c])][:spec.channels]
@@ -99,7 +99,7 @@ def _subject(df, f, root, rule):
 
 def _folder_file(f, root, sp, spec, job=None):
     df = read_table(f, header=True)
-    cols, spec = _columns(df, f, sp, spec)
+    cols, spec = folder_columns(df, f, sp, spec)
     tc = sp.get('time_column')
     if tc and tc not in df.columns: raise BadInput(f, 'missing_columns', f'no time column {tc!r}')
     t = imu.timestamps_ms(df[tc].to_numpy() if sp.get('time_unit') == 'datetime' else numeric(df, [tc], f)[:, 0],
@@ -123,7 +123,7 @@ def _codes(lab, names, fixed, f, r, t, rate):
 
 def read_folder(root, cfg, policy, with_video=False, spec=None, qc=None):
     "Recordings from a folder of CSVs described by a spec file (see above; `qc`: a `harlib qc` folder applied); also the dataset options the spec sets."
-    root = Path(root or '.'); sp = folder_spec(root, spec); sensor = _sensor_spec(sp)
+    root = Path(root or '.'); sp = folder_spec(root, spec); sensor = folder_sensor_spec(sp)
     names = list(sp.get('classes') or []); fixed = bool(names); recs = []
     if qc is not None:
         from harlib.qc.apply import QCResult

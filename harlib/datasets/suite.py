@@ -4,18 +4,19 @@
 
 # %% auto #0
 __all__ = ['SUITE', 'UCI_HAR_CLASSES', 'PAMAP2_ACTIVITIES', 'PAMAP2_IMUS', 'WISDM_CLASSES', 'MOTIONSENSE_CLASSES',
-           'REALWORLD_CLASSES', 'REALWORLD_POSITIONS', 'MHEALTH_ACTIVITIES', 'MHEALTH_POSITIONS', 'CAPTURE24_SCHEMES',
-           'DSADS_CLASSES', 'DSADS_UNITS', 'USC_HAD_CLASSES', 'HHAR_CLASSES', 'HHAR_FILES', 'SuiteInfo', 'locate',
-           'scan_suite', 'read_uci_har', 'read_pamap2', 'read_wisdm', 'read_motionsense', 'read_realworld',
-           'read_mhealth', 'read_capture24', 'read_dsads', 'read_usc_had', 'read_hhar']
+           'REALWORLD_CLASSES', 'REALWORLD_POSITIONS', 'GYRO_TOL_MS', 'MHEALTH_ACTIVITIES', 'MHEALTH_POSITIONS',
+           'CAPTURE24_SCHEMES', 'DSADS_CLASSES', 'DSADS_UNITS', 'USC_HAD_CLASSES', 'HHAR_CLASSES', 'HHAR_FILES',
+           'HHAR_GYRO_FILES', 'SuiteInfo', 'locate', 'scan_suite', 'read_uci_har', 'read_pamap2', 'read_wisdm',
+           'read_motionsense', 'read_realworld', 'read_mhealth', 'read_capture24', 'read_dsads', 'read_usc_had',
+           'read_hhar']
 
 # %% ../../nbs/03l_datasets.suite.ipynb #l003
-import io, re, zipfile
+import dataclasses, io, re, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from .. import imu
-from ..imu import SensorSpec, RATE
+from ..imu import SensorSpec, RATE, WINDOW
 from .core import BadInput, Rec
 from .catalog import DatasetConfig, register, numeric
 from .folder import resample_labels, labels_on_grid
@@ -223,35 +224,77 @@ def _zip_csvs(z: zipfile.ZipFile, prefix=''):
         if n.lower().endswith('.csv'): yield prefix + n, z.read(n)
         elif n.lower().endswith('.zip'): yield from _zip_csvs(zipfile.ZipFile(io.BytesIO(z.read(n))), f'{prefix}{n}/')
 
-def _realworld_csv(name, data, spec):
+def _realworld_csv(name, data) -> tuple:
+    "(times ms, sorted; xyz [n, 3]) of one RealWorld CSV (accelerometer or gyroscope: the same columns)."
     df = pd.read_csv(io.BytesIO(data))
     miss = [c for c in ('attr_time', 'attr_x', 'attr_y', 'attr_z') if c not in df.columns]
     if miss: raise BadInput(name, 'missing_columns', f'no {miss}; header is {list(df.columns)}')
     x = numeric(df, ['attr_time', 'attr_x', 'attr_y', 'attr_z'], name); o = np.argsort(x[:, 0], kind='stable')
-    return imu.to_canonical(x[o, 1:], spec, timestamps_ms=x[o, 0], name=name)
+    return x[o, 0], x[o, 1:]
+
+GYRO_TOL_MS = 100   # no gyroscope sample within this of an accelerometer sample: the gyroscope is missing there
+
+def _gyro_pieces(t_ms, acc, tg_ms=None, gyro=None, min_s: float = WINDOW / RATE, tol_ms: float = GYRO_TOL_MS) -> list:
+    """An accelerometer stream (sorted times `t_ms`, `acc` [n, 3]) cut where a gyroscope stream (`tg_ms`, `gyro` [m, 3]; None:
+    there is none) covers it: `[(rows, x)]`, a slice of the stream and `x` [k, 6] (the gyroscope interpolated onto the
+    accelerometer's times) where it does, [k, 3] where it does not. Parts shorter than `min_s` are left out (unless it is the only one)."""
+    t_ms, n = np.asarray(t_ms, np.float64), len(t_ms)
+    if gyro is None or len(tg_ms) < 2: return [(slice(0, n), acc)]
+    o = np.argsort(tg_ms, kind='stable'); tg, g = np.asarray(tg_ms, np.float64)[o], np.asarray(gyro, np.float64)[o]
+    keep = np.r_[True, np.diff(tg) > 0]; tg, g = tg[keep], g[keep]                        # repeated time stamps: the first
+    pos = np.clip(np.searchsorted(tg, t_ms), 1, len(tg) - 1)
+    covered = np.minimum(np.abs(t_ms - tg[pos - 1]), np.abs(tg[pos] - t_ms)) <= tol_ms
+    at = np.stack([np.interp(t_ms, tg, g[:, k]) for k in range(3)], 1)
+    out = []
+    for a, b in _runs(covered.tolist()):
+        if (t_ms[b - 1] - t_ms[a]) / 1000 + 1 / RATE < min_s and (a, b) != (0, n): continue
+        out.append((slice(a, b), np.concatenate([acc[a:b], at[a:b]], 1) if covered[a] else acc[a:b]))
+    return out
+
+def _with_gyro(spec: SensorSpec, x) -> SensorSpec:
+    "`spec` for samples `x`: its gyroscope dropped when `x` has the accelerometer only."
+    return spec if x.shape[1] == 6 else dataclasses.replace(spec, gyro_unit='none')
 
 # %% ../../nbs/03l_datasets.suite.ipynb #l023
 def read_realworld(root, cfg, policy, with_video=False, position='head'):
-    "RealWorld's accelerometer at one `position`: one recording per person, activity and session (see above)."
+    "RealWorld's accelerometer and gyroscope at one `position`: one recording per person, activity and session (see above)."
     if position not in REALWORLD_POSITIONS: raise ValueError(f'realworld: position must be one of {REALWORLD_POSITIONS}, got {position!r}')
-    root = locate('realworld', root); spec = SensorSpec(50, 'm/s2', 'none', placement=position); recs = []
+    root = locate('realworld', root); spec = SensorSpec(50, 'm/s2', 'rad/s', placement=position); recs = []
     pat = re.compile(rf'acc_([a-z]+)_(?:(\d+)_)?{position}\.csv$')
     for zf in sorted(root.glob('proband*/data/acc_*_csv.zip'), key=lambda p: int(re.sub(r'\D', '', p.parts[-3]))):
         subj = f's{int(re.sub(r"[^0-9]", "", zf.parts[-3])):02d}'
         with policy.guard(zf):
+            gyro = _realworld_gyro(zf, position, policy)
             for name, data in _zip_csvs(zipfile.ZipFile(zf), f'{zf}/'):
                 m = pat.search(name)
                 if not m: continue
                 if m[1] not in REALWORLD_CLASSES: policy.skip(name, 'unknown_class', m[1]); continue
                 with policy.guard(name):
-                    r = _realworld_csv(name, data, spec)
-                    recs.append(Rec(f'{subj}/{m[1]}/{m[2] or 1}', subj, r.x, r.valid, labels=REALWORLD_CLASSES.index(m[1]), mask=r.mask))
+                    t, acc = _realworld_csv(name, data); rid = f'{subj}/{m[1]}/{m[2] or 1}'
+                    parts = _gyro_pieces(t, acc, *gyro.get((m[1], m[2] or '1'), (None, None)))
+                    for j, (rows, x) in enumerate(parts):
+                        r = imu.to_canonical(x, _with_gyro(spec, x), timestamps_ms=t[rows], name=name)
+                        recs.append(Rec(rid if len(parts) == 1 else f'{rid}.{j}', subj, r.x, r.valid, labels=REALWORLD_CLASSES.index(m[1]), mask=r.mask))
     return *_present(REALWORLD_CLASSES, recs, REALWORLD_CLASSES), dict(spec=spec)
 
-_register('realworld', read_realworld, SensorSpec(50, 'm/s2', 'none', placement='head'), REALWORLD_CLASSES,
-          SuiteInfo('realworld2016_dataset', 'proband*/data/acc_*_csv.zip', '~50 Hz (timestamps)', 'acc m/s2 (device axes); gyroscope not read',
+def _realworld_gyro(acc_zip: Path, position, policy) -> dict:
+    "{(activity, session): (times ms, gyro rad/s [n, 3])} of the gyroscope of `position` beside an accelerometer zip (its gyr_ zip, or the same zip)."
+    pat, out = re.compile(rf'(?:gyr|gyroscope)_([a-z]+)_(?:(\d+)_)?{position}\.csv$', re.I), {}
+    for zf in dict.fromkeys([acc_zip.with_name(re.sub('^acc_', 'gyr_', acc_zip.name)), acc_zip]):
+        if not zf.exists(): continue
+        for name, data in _zip_csvs(zipfile.ZipFile(zf), f'{zf}/'):
+            m = pat.search(name)
+            if not m: continue
+            try: out[(m[1].lower(), m[2] or '1')] = _realworld_csv(name, data)
+            except BadInput as e: policy.note(e.where, e.reason, f'gyroscope not read ({e.detail}); the accelerometer alone')
+    return out
+
+_register('realworld', read_realworld, SensorSpec(50, 'm/s2', 'rad/s', placement='head'), REALWORLD_CLASSES,
+          SuiteInfo('realworld2016_dataset', 'proband*/data/acc_*_csv.zip', '~50 Hz (timestamps)',
+                    'acc m/s2, gyro rad/s (device axes); the gyroscope aligned onto the accelerometer, masked where it has no samples',
                     f"position= one of {', '.join(REALWORLD_POSITIONS)} (default head)", '15 people (proband1-15)', 'Sztyler and Stuckenschmidt, PerCom 2016'),
-          'realworld2016_dataset/proband<N>/data/acc_<act>_csv.zip read as zips (inner zips too); accelerometer only, one position per load')
+          'realworld2016_dataset/proband<N>/data/{acc,gyr}_<act>_csv.zip read as zips (inner zips too); gyroscope interpolated onto '
+          'the accelerometer, masked where missing; one position per load')
 
 # %% ../../nbs/03l_datasets.suite.ipynb #l025
 MHEALTH_ACTIVITIES = {1: 'standing_still', 2: 'sitting_and_relaxing', 3: 'lying_down', 4: 'walking', 5: 'climbing_stairs',
@@ -383,6 +426,7 @@ _register('usc_had', read_usc_had, SensorSpec(100, 'g', 'deg/s', placement='hip'
 # %% ../../nbs/03l_datasets.suite.ipynb #l034
 HHAR_CLASSES = ['stand', 'sit', 'walk', 'stairsup', 'stairsdown', 'bike']
 HHAR_FILES = {'watch': ('Watch_accelerometer.csv', 'wrist'), 'phone': ('Phones_accelerometer.csv', 'waist')}
+HHAR_GYRO_FILES = {'watch': 'Watch_gyroscope.csv', 'phone': 'Phones_gyroscope.csv'}
 _HHAR_COLS = ['Creation_Time', 'x', 'y', 'z', 'User', 'Device', 'gt']
 
 def _hhar_sessions(t_ns, pause_s=2.0):
@@ -392,27 +436,47 @@ def _hhar_sessions(t_ns, pause_s=2.0):
 
 # %% ../../nbs/03l_datasets.suite.ipynb #l035
 def read_hhar(root, cfg, policy, with_video=False, device='watch', devices=None):
-    "HHAR's accelerometer of the watches or the phones: one recording per user, device and session (see above)."
+    "HHAR's accelerometer and gyroscope of the watches or the phones: one recording per user, device and session (see above)."
     if device not in HHAR_FILES: raise ValueError(f'hhar: device must be one of {list(HHAR_FILES)}, got {device!r}')
     root = locate('hhar', root); fname, place = HHAR_FILES[device]; f = root / fname
-    spec = SensorSpec(100, 'm/s2', 'none', placement=place); recs = []
-    df = pd.read_csv(f, usecols=lambda c: c in _HHAR_COLS)
-    miss = [c for c in _HHAR_COLS if c not in df.columns]
-    if miss: raise BadInput(f, 'missing_columns', f'no {miss}')
-    if devices is not None: df = df[df['Device'].isin(list(devices))]
+    spec = SensorSpec(100, 'm/s2', 'rad/s', placement=place); recs = []
+    df = _hhar_table(f, devices); gyro = _hhar_gyro(root / HHAR_GYRO_FILES[device], devices, policy)
     for (user, dev), g in df.groupby(['User', 'Device'], sort=True):
         g = g.sort_values('Creation_Time', kind='stable').drop_duplicates('Creation_Time')
-        t = g['Creation_Time'].to_numpy(np.int64)
+        t = g['Creation_Time'].to_numpy(np.int64); tg, gy = gyro.get((user, dev), (None, None))
         for k, (a, b) in enumerate(_hhar_sessions(t)):
             rid = f'{user}/{dev}/{k}'
             with policy.guard(f'{f}: {rid}'):
                 tm = (t[a:b] - t[a]) / 1e6
-                r = imu.to_canonical(numeric(g.iloc[a:b], ['x', 'y', 'z'], f), spec, timestamps_ms=tm, name=f'{f}: {rid}')
+                parts = _gyro_pieces(tm, numeric(g.iloc[a:b], ['x', 'y', 'z'], f), None if tg is None else (tg - t[a]) / 1e6, gy)
                 codes = np.array([HHAR_CLASSES.index(v) if v in HHAR_CLASSES else -1 for v in g['gt'].iloc[a:b]])
-                recs.append(Rec(rid, str(user), r.x, r.valid, labels=labels_on_grid(codes, tm, r.t0_s, len(r.x)), t0_s=r.t0_s, mask=r.mask))
+                for j, (rows, x) in enumerate(parts):
+                    r = imu.to_canonical(x, _with_gyro(spec, x), timestamps_ms=tm[rows], name=f'{f}: {rid}')
+                    recs.append(Rec(rid if len(parts) == 1 else f'{rid}.{j}', str(user), r.x, r.valid,
+                                    labels=labels_on_grid(codes[rows], tm[rows], r.t0_s, len(r.x)), t0_s=r.t0_s, mask=r.mask))
     return *_present(HHAR_CLASSES, recs, HHAR_CLASSES), dict(spec=spec)
 
-_register('hhar', read_hhar, SensorSpec(100, 'm/s2', 'none', placement='wrist'), HHAR_CLASSES,
-          SuiteInfo('Activity recognition exp', 'Watch_accelerometer.csv', 'per device, ~50-200 Hz (timestamps)', 'acc m/s2; gyroscope not read',
+def _hhar_table(f: Path, devices=None) -> pd.DataFrame:
+    "One of HHAR's CSVs (accelerometer or gyroscope), the devices `devices` (all when None)."
+    df = pd.read_csv(f, usecols=lambda c: c in _HHAR_COLS)
+    miss = [c for c in _HHAR_COLS if c not in df.columns]
+    if miss: raise BadInput(f, 'missing_columns', f'no {miss}')
+    return df if devices is None else df[df['Device'].isin(list(devices))]
+
+def _hhar_gyro(f: Path, devices, policy) -> dict:
+    "{(user, device): (creation times ns, sorted; gyro rad/s [n, 3])} of a gyroscope file; {} (noted) when there is none or it is unreadable."
+    if not f.exists(): policy.note(f, 'no_gyroscope_file', 'the accelerometer alone, the gyroscope masked'); return {}
+    try: df = _hhar_table(f, devices)
+    except BadInput as e: policy.note(e.where, e.reason, f'gyroscope not read ({e.detail}); the accelerometer alone'); return {}
+    out = {}
+    for key, g in df.groupby(['User', 'Device'], sort=True):
+        g = g.sort_values('Creation_Time', kind='stable').drop_duplicates('Creation_Time')
+        out[key] = (g['Creation_Time'].to_numpy(np.int64), numeric(g, ['x', 'y', 'z'], f))
+    return out
+
+_register('hhar', read_hhar, SensorSpec(100, 'm/s2', 'rad/s', placement='wrist'), HHAR_CLASSES,
+          SuiteInfo('Activity recognition exp', 'Watch_accelerometer.csv', 'per device, ~50-200 Hz (timestamps)',
+                    'acc m/s2, gyro rad/s; the gyroscope aligned onto the accelerometer, masked where it has no samples',
                     "device='watch' (wrist), 'phone' (waist pouch); devices= a subset", '9 users (a-i)', 'Stisen et al., SenSys 2015'),
-          "Activity recognition exp/{Watch,Phones}_accelerometer.csv; one stream per user and device, cut at pauses > 2 s; gt 'null' unlabelled")
+          "Activity recognition exp/{Watch,Phones}_{accelerometer,gyroscope}.csv; one stream per user and device, cut at pauses > 2 s; "
+          "gyroscope interpolated onto the accelerometer, masked where missing; gt 'null' unlabelled")

@@ -47,11 +47,13 @@ class Rows:
 # %% ../../nbs/08d_evaluate.probes.ipynb #c044
 class FeatureCache:
     "Features of the windows `rows`, each encoded once; `cache[idx]` returns them by window index."
-    def __init__(self, encoder, windows, rows, batch_size:int=256, device='cpu'):
-        "`windows(rows) -> [n, T, C]` array (e.g. a dataset's `imu_windows`) or an array indexed by row."
+    def __init__(self, encoder, windows, rows, batch_size:int=256, device='cpu', masks=None):
+        """`windows(rows) -> [n, T, C]` array (e.g. a dataset's `imu_windows`) or an array indexed by row; `masks` likewise
+        (bool `[n, C]`, e.g. a dataset's `channel_masks`): the channels each window measured, passed on as `encoder(x, m)`."""
         self.rows = np.unique(np.asarray(rows, int))
         X = windows(self.rows) if callable(windows) else np.asarray(windows)[self.rows]
-        self.feats = encode(encoder, X, batch_size, device)
+        M = None if masks is None else masks(self.rows) if callable(masks) else np.asarray(masks)[self.rows]
+        self.feats = encode(encoder, X, batch_size, device, M)
     def __len__(self): return len(self.rows)
     def __getitem__(self, idx):
         pos = np.searchsorted(self.rows, np.asarray(idx, int))
@@ -173,25 +175,31 @@ class ProbeModel(nn.Module):
         super().__init__()
         self.encoder, self.head = encoder, nn.Linear(dim, n_classes)
         nn.init.zeros_(self.head.weight); nn.init.zeros_(self.head.bias)
-    def forward(self, x): return self.head(self.encoder(x))
+    def forward(self, x, mask=None): return self.head(self.encoder(x) if mask is None else self.encoder(x, mask))
 
 # %% ../../nbs/08d_evaluate.probes.ipynb #c063
 def _batches_of(X, y, idx, device):
     return torch.as_tensor(np.asarray(X[idx]), dtype=torch.float32).to(device), torch.as_tensor(np.asarray(y)[idx]).long().to(device)
 
+def _mask_of(M, idx, device):
+    "The channel masks of windows `idx` as a bool tensor on `device` (None without masks)."
+    return None if M is None else torch.as_tensor(np.asarray(M)[idx], dtype=torch.bool).to(device)
+
 @torch.no_grad()
-def predict(model, X, batch_size:int=256, device='cpu') -> np.ndarray:
-    "Predicted classes of `model` on windows `X`."
+def predict(model, X, batch_size:int=256, device='cpu', M=None) -> np.ndarray:
+    "Predicted classes of `model` on windows `X` (`M` [N, C]: the channels each measured, passed as `model(x, m)`)."
     model.eval()
-    return np.concatenate([model(torch.as_tensor(np.asarray(X[i:i + batch_size]), dtype=torch.float32).to(device)).argmax(-1).cpu().numpy()
+    t = lambda i: torch.as_tensor(np.asarray(X[i:i + batch_size]), dtype=torch.float32).to(device)
+    return np.concatenate([(model(t(i)) if M is None else model(t(i), _mask_of(M, slice(i, i + batch_size), device))).argmax(-1).cpu().numpy()
                            for i in range(0, len(X), batch_size)])
 
 # %% ../../nbs/08d_evaluate.probes.ipynb #c064
 def finetune(encoder, X, y, n_classes:int, seed:int=0, epochs:int=25, lr_encoder:float=1e-6, lr_head:float=1e-3,
-             weight_decay:float=0.01, batch_size:int=8, device='cpu', Xv=None, yv=None):
-    "Train a copy of `encoder` + linear head on windows `X`, labels `y`; returns the model (best validation epoch if `Xv`)."
+             weight_decay:float=0.01, batch_size:int=8, device='cpu', Xv=None, yv=None, M=None, Mv=None):
+    """Train a copy of `encoder` + linear head on windows `X`, labels `y`; returns the model (best validation epoch if `Xv`).
+    `M`, `Mv` (bool `[N, C]`, or None): the channels each training / validation window measured, passed as `encoder(x, m)`."""
     torch.manual_seed(seed); enc = copy.deepcopy(encoder).to(device)
-    model = ProbeModel(enc, encode(enc, X[:2], device=device).shape[1], n_classes).to(device)
+    model = ProbeModel(enc, encode(enc, X[:2], device=device, masks=None if M is None else np.asarray(M)[:2]).shape[1], n_classes).to(device)
     opt = torch.optim.AdamW([dict(params=model.encoder.parameters(), lr=lr_encoder), dict(params=model.head.parameters(), lr=lr_head)],
                             weight_decay=weight_decay)
     best, best_state, model.best_epoch = -1.0, None, epochs - 1
@@ -199,23 +207,25 @@ def finetune(encoder, X, y, n_classes:int, seed:int=0, epochs:int=25, lr_encoder
         model.train()
         for idx in epoch_batches(len(X), batch_size, seed, ep):
             xb, yb = _batches_of(X, y, idx, device)
-            loss = F.cross_entropy(model(xb), yb); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-        if Xv is not None and (acc := balanced_accuracy(yv, predict(model, Xv, device=device), n_classes)) > best:
+            loss = F.cross_entropy(model(xb, _mask_of(M, idx, device)), yb); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if Xv is not None and (acc := balanced_accuracy(yv, predict(model, Xv, device=device, M=Mv), n_classes)) > best:
             best, best_state, model.best_epoch = acc, copy.deepcopy(model.state_dict()), ep
     if best_state is not None: model.load_state_dict(best_state)
     return model.eval()
 
 # %% ../../nbs/08d_evaluate.probes.ipynb #c065
-def finetune_protocol(encoder, windows, y, splits, n_classes:int, seed:int=0, models:dict=None, **kw) -> list:
-    "Test metrics of `finetune` per split; `windows(idx)` (or an array) gives the IMU windows; `models` collects state dicts."
+def finetune_protocol(encoder, windows, y, splits, n_classes:int, seed:int=0, models:dict=None, masks=None, **kw) -> list:
+    """Test metrics of `finetune` per split; `windows(idx)` (or an array) gives the IMU windows, `masks(idx)` (or an array, or
+    None) the channels each measured; `models` collects state dicts."""
     get = windows if callable(windows) else (lambda idx: np.asarray(windows)[idx])
+    getm = (lambda idx: None) if masks is None else masks if callable(masks) else (lambda idx: np.asarray(masks)[idx])
     y, out = np.asarray(y, int), []
     for s in splits:
-        val = dict(Xv=get(s.val), yv=y[s.val]) if len(s.val) else {}
-        m = finetune(encoder, get(s.train), y[s.train], n_classes, seed=split_seed(seed, s.shots, s.repeat), **val, **kw)
+        val = dict(Xv=get(s.val), yv=y[s.val], Mv=getm(s.val)) if len(s.val) else {}
+        m = finetune(encoder, get(s.train), y[s.train], n_classes, seed=split_seed(seed, s.shots, s.repeat), M=getm(s.train), **val, **kw)
         dev = next(m.parameters()).device
         if models is not None: models[(s.shots, s.repeat)] = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
-        p = predict(m, get(s.test), device=dev)
+        p = predict(m, get(s.test), device=dev, M=getm(s.test))
         out.append(dict(shots=s.shots, repeat=s.repeat, best_epoch=m.best_epoch, pred=p.tolist(), **classification_metrics(y[s.test], p, n_classes)))
     return out
 
@@ -265,5 +275,5 @@ def hand_features(X, rate:float=50.) -> np.ndarray:
     return np.concatenate([X.mean(1)[:, None], X.std(1)[:, None], q, bands], 1).reshape(len(X), -1).astype(np.float32)
 
 class HandFeatures(nn.Module):
-    "`hand_features` as an encoder `[B, T, C] -> [B, 12 C]`."
-    def forward(self, x): return torch.as_tensor(hand_features(x.detach().cpu().numpy()))
+    "`hand_features` as an encoder `[B, T, C] -> [B, 12 C]` (a channel `mask` is taken and not used: a missing channel holds zeros)."
+    def forward(self, x, mask=None): return torch.as_tensor(hand_features(x.detach().cpu().numpy()))

@@ -11,9 +11,10 @@ import pandas as pd
 from ..datasets import BadInput
 from ..cli import Parser, run as run_command
 from ..constants import UsageError
-from .core import _manifest
+from ..datasets.store_core import read_manifest
+from ..datasets.store import EmbStore
 from .ego4d import prepare_ego4d
-from .embed import EmbStore, embed_store, frozen_encoder
+from .embed import embed_store
 
 # %% ../../nbs/14e_prepare.cli.ipynb #c005
 def _parser() -> Parser:
@@ -55,6 +56,7 @@ def _parser() -> Parser:
 def _embed(a) -> int:
     from harlib.distributed import setup_dist, teardown_dist, barrier
     from harlib.steps import amp_context, pick_precision
+    from harlib.pretrain import frozen_encoder       # the model of `harlib pretrain`: the command, not the store, needs it
     d = setup_dist(a.device)
     try:
         enc, size = frozen_encoder(a); enc.to(d.device)
@@ -83,7 +85,7 @@ def _main(argv) -> int:
     _print_summary(a.out, s); return 0
 
 def _print_summary(out, s):
-    ev = _manifest(out).get('events', [])
+    ev = read_manifest(out).get('events', [])
     skipped = pd.Series([e[2] for e in ev if e[0] == 'skip'], dtype=str).value_counts().to_dict()
     print(f"harlib prepare: {s['recordings']} recordings, {s['windows']} grid windows, {s['imu_hours']:.2f} h of IMU in {out} "
           f"({s['processed']} prepared now, {s['seconds']:.1f} s)" + (f'; skipped bad files: {skipped}' if skipped else '')

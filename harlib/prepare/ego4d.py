@@ -15,10 +15,10 @@ from .. import imu
 from ..imu import RATE, WINDOW
 from ..video import VideoError, fit_size
 from ..datasets import DATASETS, BadInput, Rec, reason_of
-from ..datasets.core import _normalize, _mask_bits
-from ..datasets.ego4d import _need, _ego_imu_file, _ego_imu, _bad_list, _ego_video
-from .core import *
-from .core import _atomic, _concat, _manifest
+from ..datasets.core import normalize_recs, mask_bits
+from ..datasets.ego4d import need_key, ego4d_imu_file, read_ego4d_imu, ego4d_bad_list, ego4d_video
+from ..datasets.store_core import *
+from ..datasets.store_core import atomic_write, concat_npy, read_manifest
 from ..qc.apply import QCResult, apply_times, drop_mask
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,15 @@ def ego4d_jobs(src, imu_source='auto') -> tuple:
     if not meta.exists(): raise FileNotFoundError(f'{src}: no ego4d.json')
     videos = json.loads(meta.read_text()).get('videos')
     if not isinstance(videos, list): raise BadInput(meta, 'missing_metadata', "no 'videos' list")
-    bad, jobs, events = _bad_list(src), [], []
+    bad, jobs, events = ego4d_bad_list(src), [], []
     for i, v in enumerate(videos):
         where = f'{meta.name} videos[{i}]'
         try:
-            uid = _need(v, 'video_uid', where); where = f'ego4d video {uid}'
-            has_imu = _need(v, 'has_imu', where)
-            dur = float(v.get('video_metadata', {}).get('video_duration_sec') or _need(v, 'duration_sec', where))
+            uid = need_key(v, 'video_uid', where); where = f'ego4d video {uid}'
+            has_imu = need_key(v, 'has_imu', where)
+            dur = float(v.get('video_metadata', {}).get('video_duration_sec') or need_key(v, 'duration_sec', where))
             if not has_imu: events.append(('note', where, 'no_imu', 'has_imu is false')); continue
-            f = _ego_imu_file(src, uid, imu_source); vid = _ego_video(src, uid)
+            f = ego4d_imu_file(src, uid, imu_source); vid = ego4d_video(src, uid)
             subj = str((v.get('harlib') or {}).get('subject') or v.get('participant_id') or v.get('fb_participant_id') or uid)
             jobs.append(dict(uid=uid, subject=subj, dur=dur, imu=str(f), video=str(vid) if vid else None,
                              bad_s=list(bad.get(uid, ())), where=where))
@@ -72,17 +72,17 @@ def prepare_recording(job: dict, dst, video: dict = None, sleep: float = 0) -> d
     uid, spec = job['uid'], DATASETS['ego4d'].spec
     rec = dict(job, status='done', imu_version=file_version(job['imu']), params=PARAMS, video_opts=video)
     try:
-        x, t_ms = _ego_imu(Path(job['imu']))
+        x, t_ms = read_ego4d_imu(Path(job['imu']))
         if job.get('qc'): t_ms, x, rec['qc_actions'] = apply_times(job['qc'], t_ms, x)   # --qc: repair and shift
         r = imu.to_canonical(x, spec, timestamps_ms=t_ms, name=job['imu'])
     except BAD as e:
         rec.update(status='bad', error=_bad(e, job['where'])); save_json(_part(dst, uid), rec); return dict(rec, peak_mb=peak_mb())
     one = Rec(uid, job['subject'], r.x, r.valid, mask=getattr(r, 'mask', None))
-    (z,), _, _ = _normalize([one], PARAMS['normalize'], PARAMS['median'])   # exactly what load() does to a recording
+    (z,), _, _ = normalize_recs([one], PARAMS['normalize'], PARAMS['median'])   # exactly what load() does to a recording
     save_npy(_part(dst, uid, 'npy'), z); save_npy(_part(dst, uid, 'valid.npy'), r.valid)
     g = window_grid(r, job['bad_s'])
     if job.get('qc'): drop = drop_mask(job['qc'], g['start_s']); g['bad'] |= drop; rec['qc_dropped'] = int(drop.sum())
-    rec.update(n=len(z), t0_s=r.t0_s, mask=_mask_bits(one.mask), **{k: v.tolist() for k, v in g.items()})
+    rec.update(n=len(z), t0_s=r.t0_s, mask=mask_bits(one.mask), **{k: v.tolist() for k, v in g.items()})
     if video: rec.update(_video_part(job, dst, video))
     if sleep: time.sleep(sleep)                          # tests: slow a pass down to kill it mid-way
     save_json(_part(dst, uid), rec)
@@ -220,16 +220,16 @@ def finalize(dst, jobs, events=(), src=None, video=None) -> dict:
     "Concatenate finished parts into imu.npy / valid.npy / windows.npy / recordings.csv and write store.json last."
     dst = Path(dst); recs = [json.loads(_part(dst, j['uid']).read_text()) for j in jobs if _part(dst, j['uid']).exists()]
     stamp = [(r['uid'], r['imu_version'], r.get('video_opts'), r['status']) + ((r['qc'],) if r.get('qc') else ()) for r in recs] + [list(e) for e in events]
-    old = _manifest(dst)
+    old = read_manifest(dst)
     if old.get('complete') and old.get('stamp') == json.loads(json.dumps(stamp)): return old['summary']
     (dst / 'store.json').unlink(missing_ok=True)
     done = [r for r in recs if r['status'] == 'done']
     evs = [list(e) for e in events] + [['skip', *r['error']] for r in recs if r['status'] == 'bad']
     offs = np.cumsum([0] + [r['n'] for r in done])
-    _concat(dst / 'imu.npy', [_part(dst, r['uid'], 'npy') for r in done], offs, (6,), np.float32)
-    _concat(dst / 'valid.npy', [_part(dst, r['uid'], 'valid.npy') for r in done], offs, (), np.bool_)
+    concat_npy(dst / 'imu.npy', [_part(dst, r['uid'], 'npy') for r in done], offs, (6,), np.float32)
+    concat_npy(dst / 'valid.npy', [_part(dst, r['uid'], 'valid.npy') for r in done], offs, (), np.bool_)
     save_npy(dst / 'windows.npy', _window_table(done, offs))
-    _atomic(dst / 'recordings.csv', lambda t: _recordings(done, offs).to_csv(t, index=False))
+    atomic_write(dst / 'recordings.csv', lambda t: _recordings(done, offs).to_csv(t, index=False))
     summary = dict(recordings=len(done), bad_files=sum(r['status'] == 'bad' for r in recs), missing=len(jobs) - len(recs),
                    windows=int(sum(len(r['start']) for r in done)), imu_hours=float(offs[-1] / RATE / 3600))
     if any(r.get('qc') for r in recs): summary['qc'] = _qc_counts(done); log.info(f"prepare: QC applied: {summary['qc']}")

@@ -8,4 +8,3 @@ __all__ = []
 # %% ../../nbs/15_qc.ipynb #c003
 from .core import *
 from .apply import *
-from .run import qc_jobs, run_qc, finalize, main

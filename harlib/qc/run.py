@@ -15,7 +15,7 @@ from ..cli import Parser, run as run_command
 from ..constants import UsageError
 from ..datasets import BadInput, reason_of
 from ..datasets.catalog import read_table, numeric
-from ..prepare.core import save_json, file_version
+from ..datasets.store_core import save_json, file_version
 from .core import MIN_CONF, check, drop_windows
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def _video_beside(f: Path):
 
 def qc_jobs(dataset: str, root, imu_source: str = 'auto') -> tuple:
     "(jobs, skips) of `dataset` ('ego4d', 'folder', 'mmea') at `root`: jobs are dicts (id, kind, imu, video); skips (where, reason, detail)."
-    from harlib.prepare import is_store
+    from harlib.datasets.store import is_store
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f'{root}: no such folder')
     if dataset == 'ego4d' and is_store(root): return _store_jobs(root)
@@ -56,7 +56,7 @@ def _ego4d_jobs(root: Path, imu_source) -> tuple:
     return [dict(id=j['uid'], kind='ego4d', imu=j['imu'], video=j['video']) for j in jobs if j['video']], skips
 
 def _store_jobs(root: Path) -> tuple:
-    from harlib.prepare import Store
+    from harlib.datasets.store import Store
     s = Store(root); R = s.recordings; ok = R['video_error'] == ''; fps = (s.manifest.get('video') or {}).get('fps', 10)
     jobs = [dict(id=r.uid, kind='store', imu=str(root / 'imu.npy'), video=str(s.video(r.uid)), off=int(r.off), n=int(r.n), t0_s=float(r.t0_s),
                  fps=fps, motion=str(root / 'motion' / f'{r.uid}.npy') if (root / 'motion' / f'{r.uid}.npy').exists() else None)
@@ -68,10 +68,10 @@ def read_imu(job: dict) -> tuple:
     "(t_ms as recorded, acc [n, 3] m/s^2, gyro [n, 3] rad/s or None) of a job's IMU."
     f = Path(job['imu'])
     if job['kind'] == 'ego4d':
-        from harlib.datasets.ego4d import _ego_imu
-        x, t = _ego_imu(f); return t, x[:, :3], x[:, 3:]
+        from harlib.datasets.ego4d import read_ego4d_imu
+        x, t = read_ego4d_imu(f); return t, x[:, :3], x[:, 3:]
     if job['kind'] == 'store':
-        from harlib.prepare import Store
+        from harlib.datasets.store import Store
         s = Store(f.parent); sl = slice(job['off'], job['off'] + job['n']); v = np.asarray(s.valid[sl])
         x = np.asarray(s.imu[sl], np.float64)[v]; t = (job['t0_s'] + np.flatnonzero(v) / imu.RATE) * 1000
         return t, x[:, :3] * imu.G, x[:, 3:]                                     # the store keeps acc in g
@@ -81,8 +81,8 @@ def read_imu(job: dict) -> tuple:
     return _folder_imu(f, Path(job['root']))
 
 def _folder_imu(f: Path, root: Path) -> tuple:
-    from harlib.datasets.folder import folder_spec, _sensor_spec, _columns
-    sp = folder_spec(root); df = read_table(f, header=True); cols, spec = _columns(df, f, sp, _sensor_spec(sp))
+    from harlib.datasets.folder import folder_spec, folder_sensor_spec, folder_columns
+    sp = folder_spec(root); df = read_table(f, header=True); cols, spec = folder_columns(df, f, sp, folder_sensor_spec(sp))
     x = numeric(df, cols, f)[:, spec.columns()] * spec.scales(); tc = sp.get('time_column')
     if tc and tc not in df.columns: raise BadInput(f, 'missing_columns', f'no time column {tc!r}')
     t = imu.timestamps_ms(df[tc].to_numpy() if sp.get('time_unit') == 'datetime' else numeric(df, [tc], f)[:, 0],
