@@ -443,7 +443,7 @@ def _main(argv) -> int:
     if not a.plan: raise UsageError(f'give a plan: {", ".join(BUILTIN)} or a YAML file; see harlib study --help')
     if a.show: print(show_plan(a.plan), end=''); return 0
     if a.resume and a.overwrite: raise UsageError('choose one of --resume and --overwrite')
-    plan = load_plan(a.plan); name = a.plan if a.plan in BUILTIN else pathlib.Path(a.plan).stem
+    plan = load_plan(a.plan, disk=True); name = a.plan if a.plan in BUILTIN else pathlib.Path(a.plan).stem
     if a.nproc: plan['nproc'] = a.nproc
     try: s = Study(a.out or f'runs/{name}', plan, a.resume, a.overwrite).run()
     except FileExistsError as e: raise UsageError(str(e)) from e
