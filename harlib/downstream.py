@@ -32,6 +32,7 @@ class Target:
     "Labels `y` (−1: not used), `groups` (subject ids, else recording ids), class names, `windows(rows)`, `videos(rows)` (or None), window `ids`, `official` split."
     name: str; y: np.ndarray; groups: object; classes: list; windows: object; videos: object = None
     ids: object = None; official: object = None; group_kind: str = 'subject'
+    group_info: dict = None   # what the dataset says of each group ({subject: {column: value}}, e.g. a clinic's severity)
     def __post_init__(self):
         if self.ids is None: self.ids = es.window_ids([f'{self.name}/{i}' for i in range(len(self.y))], np.zeros(len(self.y)))
         if self.groups is None: self.groups, self.group_kind = np.asarray(self.ids), 'window' 
@@ -77,7 +78,8 @@ def target_from_dataset(ds, name:str, classes=None, with_video:bool=False) -> Ta
     official = split if split is not None and {'train', 'test'} <= set(split[y >= 0]) else None
     vids = _video_reader(ds, name) if with_video else None
     return Target(name, y, groups, names, lambda rows: np.asarray(ds.imu_windows(np.asarray(rows, int))), vids,
-                  ids=es.window_ids(idx['recording'], idx['start_s']), official=official, group_kind='subject' if by_subject else 'recording')
+                  ids=es.window_ids(idx['recording'], idx['start_s']), official=official, group_kind='subject' if by_subject else 'recording',
+                  group_info=getattr(ds, 'subject_info', None) if by_subject else None)
 
 def load_target(name:str, root=None, classes=None, with_video:bool=False, split=None, opts=()) -> Target:
     "Load dataset `name` (released names accepted) as a `Target`."
@@ -301,12 +303,17 @@ def _encoder(mode, model, a):
     return random_like(model, a.seed, channel_choice(a)) if kind == 'random' else ep.HandFeatures()
 
 def per_group(rows, splits, t:Target) -> list:
-    "Few-shot result rows (in the order of `splits`) with their `fold` and `draw`, and `per_group`: each test group's balanced accuracy."
+    """Few-shot result rows (in the order of `splits`) with their `fold` and `draw`, `per_group`: each test group's balanced accuracy,
+    and, where the dataset says each subject's `severity` (a clinic's patients.csv), `severity_of` each test group and `per_severity`:
+    the mean of `per_group` by severity."""
     g = np.asarray(t.groups).astype(str)
     for r, s in zip(rows, splits):
         assert (r['shots'], r['repeat']) == (s.shots, s.repeat), 'results out of the order of their splits'
         y, p, gs = t.y[s.test], np.asarray(r['pred']), g[s.test]; r.update(fold=s.fold, draw=s.draw)
         r['per_group'] = {u: ev.balanced_accuracy(y[gs == u], p[gs == u], len(t.classes)) for u in np.unique(gs)}
+        if t.group_info and any('severity' in v for v in t.group_info.values()):
+            sev = pd.Series({u: str((t.group_info.get(u) or {}).get('severity') or 'unknown') for u in r['per_group']})
+            r['per_severity'], r['severity_of'] = pd.Series(r['per_group']).groupby(sev).mean().to_dict(), sev.to_dict()
     return rows
 
 def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None, seed:int=0):
@@ -323,9 +330,10 @@ def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None, seed
     results, long, skipped = [], [], []
     for mode in a.mode:
         t0, store, m = time.perf_counter(), ({} if a.save_model else None), MODES[mode]
-        if m.family == 'fewshot' and not splits:   # every shot count was skipped (reasons in skipped_shots)
+        sp = [s for s in splits if s.shots in a.ft_shots] if splits and m.runner == 'finetune' and a.ft_shots is not None else splits
+        if m.family == 'fewshot' and not sp:   # every shot count (of --ft_shots, end to end) was skipped (reasons in skipped_shots)
             skipped.append(dict(mode=mode, target=t.name, reason='every shot count was skipped: see skipped_shots')); continue
-        if m.family == 'fewshot': rows = per_group(run_fewshot(mode, _encoder(mode, model, a), t, splits, a, store), splits, t)
+        if m.family == 'fewshot': rows = per_group(run_fewshot(mode, _encoder(mode, model, a), t, sp, a, store), sp, t)
         else:
             try: rows = run_zeroshot(model, t, a, proto_src, records, off) if mode == 'zeroshot' else run_retrieval(model, t, a, records)
             except UsageError as e:      # no video source, no prototype for a class, not a cross-modal model: note it, go on
@@ -336,7 +344,7 @@ def evaluate_modes(a, model, pretrain:str, t:Target, proto_src:Target=None, seed
         keys = dict(method=a.method, pretrain=pre, seed=seed, target=t.name, mode=label)
         results += [dict(keys, **r) for r in rows]
         long += ev.long_rows(rows, **keys)
-        if off is not None and m.family == 'fewshot': long += group_ci_rows(rows, splits, t, keys)
+        if off is not None and m.family == 'fewshot': long += group_ci_rows(rows, sp, t, keys)
         if store: _save_models(a.out, mode, store, a, t)
         _log(a, f'downstream: {mode} done in {time.perf_counter() - t0:.1f} s ({len(rows)} rows)')
     return results, long, facts, skipped, records

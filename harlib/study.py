@@ -288,7 +288,7 @@ def evaluate_params(self: Study, method: str, k: int = 0) -> dict:
     ck = out / 'pretrain' / run_name(method, k) / 'checkpoints' / 'last.pt'
     return dict(checkpoint=str(ck) if spec['model'] else None, model=spec['model'] or spec.get('eval_model'), method=spec['label'],
                 pretrain='synthetic (Ego4D layout)' if spec['model'] else 'none', pretrain_seed=k, modes=e['modes'][method], shots=e['shots'],
-                draws=e.get('draws', 1), epochs=e['epochs'], ft_epochs=e['ft_epochs'], seed=self.plan['seed'], device='auto',
+                draws=e.get('draws', 1), epochs=e['epochs'], ft_epochs=e['ft_epochs'], ft_shots=e.get('ft_shots'), seed=self.plan['seed'], device='auto',
                 out=str(out / 'eval' / run_name(method, k)), targets=self.targets_for(method), preset=self.plan['size'],
                 threads=1 if e.get('workers', 1) > 1 else None, overwrite=True)   # the study guards its folder (--resume / --overwrite)
 
@@ -296,13 +296,14 @@ def evaluate_params(self: Study, method: str, k: int = 0) -> dict:
 def targets_for(self: Study, method: str) -> list:
     """Every target of the plan for `method`, each followed by its accelerometer-only copy (same windows, gyroscope removed) in
     the frozen-feature modes. A target that names its own `modes` (the held-out pairs: retrieval) gets only those of the method's;
-    the plan may narrow a method's targets (`method_targets`: the ablation variants) and the accelerometer-only copies
+    the plan may narrow a method's targets (`method_targets`: the ablation variants), a mode's (`mode_targets`: e.g. retrieval on the
+    held-out pairs alone) and the accelerometer-only copies
     (`acc_targets`; default: every target)."""
     e, out = self.plan['evaluate'], []
     mine = e['modes'][method]; acc = [m for m in mine if m in ACC_MODES]
     for name in e.get('method_targets', {}).get(method, e['targets']):
         own = TARGETS[name].get('modes')
-        modes = [m for m in mine if own is None or m in own]
+        modes = [m for m in mine if (own is None or m in own) and name in e.get('mode_targets', {}).get(m, [name])]
         if not modes: continue
         t = self.target_params(name); out.append(t if modes == mine else dict(t, modes=modes))
         if acc and own is None and name in e.get('acc_targets', e['targets']): out.append(dict(t, name=t['name'] + ' (acc only)', channels='acc', modes=acc))

@@ -28,6 +28,17 @@ def evaluated(tmp_path_factory):
                     '--data_opt', 'subjects=6', '--out', str(out), '--quiet']) == 0
     return out
 
+def test_end_to_end_modes_run_on_the_ft_shots_only(tmp_path, capsys):
+    "`--ft_shots` keeps fine-tuning and scratch to a subset of the shot counts; the probes keep every one; a count not in --shots is refused."
+    out = tmp_path / 'ft'
+    assert ds.main(['--mode', 'lp', 'finetune_full', '--shots', '2', '4', '--ft_shots', '2', '--folds', '2', '--draws', '1', '--ft_epochs', '1',
+                    '--data_opt', 'per_class=20', '--data_opt', 'subjects=4', '--out', str(out), '--quiet']) == 0
+    res = pd.DataFrame(json.loads((out / 'results.json').read_text())['results'])
+    assert sorted(res[res['mode'] == 'lp'].shots.unique()) == [2, 4] and sorted(res[res['mode'] == 'finetune_full'].shots.unique()) == [2]
+    assert len(res[res['mode'] == 'finetune_full']) == 2                   # both folds at 2 shots
+    assert ds.main(['--mode', 'scratch', '--shots', '2', '--ft_shots', '3', '--out', str(tmp_path / 'bad'), '--quiet']) == 2
+    assert '--ft_shots [3]: not among --shots [2]' in capsys.readouterr().err
+
 def _plant(src, dst, fault):
     sp = json.loads((src / 'splits.json').read_text()); few = [e for e in sp['splits'] if e['mode'] == 'fewshot']
     if fault == 'repeated fold':                  # fold 1 tests fold 0's subjects again
@@ -121,3 +132,20 @@ def test_the_readme_reading_is_the_references_generated_reading():
     assert len(lines) == len(c[c.shots == c.groupby(['target', 'mode']).shots.transform('max')])
     for r in c.itertuples():                                                               # no "above"/"below" where the interval holds 0
         assert r.reading == ('above' if r.ci_lo > 0 else 'below' if r.ci_hi < 0 else 'not shown to differ')
+
+
+def test_results_break_pd_down_by_the_clinics_severity(tmp_path):
+    "Per-subject scores, and per-severity means where the clinic's patients.csv says each patient's severity (issue 23's breakdowns)."
+    from harlib.synthetic import write
+    root = write('pd', tmp_path / 'pd', subjects=3, minutes=1, log=lambda *a: None)
+    sheet = pd.read_csv(root / 'patients.csv')
+    assert list(sheet.patient) == ['P01', 'P02', 'P03'] and set(sheet.severity) <= {'mild', 'moderate', 'severe'}
+    (root / 'patients.csv').write_text('patient,severity\nP01,mild\nP02,severe\nP03,severe\n')   # the clinic's own categories
+    out = tmp_path / 'ev'
+    assert ds.main(['--mode', 'lp', '--dataset', 'pd', '--data_root', str(root), '--shots', '1', '--draws', '1',
+                    '--out', str(out), '--quiet']) == 0
+    rows = json.loads((out / 'results.json').read_text())['results']
+    assert len(rows) == 3                                                     # leave one patient out
+    for r in rows:
+        (g, v), = r['per_group'].items()
+        assert r['severity_of'] == {g: {'P01': 'mild'}.get(g, 'severe')} and r['per_severity'] == {r['severity_of'][g]: v}

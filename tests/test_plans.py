@@ -16,7 +16,8 @@ def test_builtin_plans_are_the_package_yaml_files(capsys):
     (lambda d: d['evaluate']['modes'].update(cross_sigmoid=['lp', 'telepathy']), "unknown mode 'telepathy'"),
     (lambda d: d['evaluate'].update(targets=['Z_nowhere']), "unknown target 'Z_nowhere'"),
     (lambda d: d['pretrain'].update(methods=['cross_magic']), "unknown method 'cross_magic'"),
-    (lambda d: d['evaluate']['modes'].update(imu2clip=['lp']), 'does not pretrain')])
+    (lambda d: d['evaluate']['modes'].update(imu2clip=['lp']), 'does not pretrain'),
+    (lambda d: d['evaluate'].update(ft_shots=[5]), 'evaluate.ft_shots [5] are not among evaluate.shots')])
 def test_a_malformed_plan_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, mutate, words):
     d = yaml.safe_load(show('smoke')); mutate(d); f = tmp_path / 'mine.yaml'; f.write_text(yaml.safe_dump(d))
     out = tmp_path / 'study'

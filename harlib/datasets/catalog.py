@@ -86,11 +86,14 @@ def _from_reader(cfg, root, policy, with_video, opts) -> WindowDataset:
     recs, names, *more = cfg.reader(root, cfg, policy, with_video=with_video, **_reader_opts(cfg, opts))
     extra = dict(more[0]) if more else {}          # a reader may also return dataset options its files set (the folder spec)
     if 'spec' in extra: cfg = replace(cfg, spec=extra.pop('spec'))   # and the sensor as this load read it (a position= option)
+    info = extra.pop('subject_info', None)          # what the files say of each subject (e.g. a clinic's patients.csv: severity)
     opts = {**extra, **opts}
     if with_video and recs and all(r.video is None for r in recs): raise ValueError(f'{cfg.name}: this dataset has no video (with_video=True)')
     if not recs: raise ValueError(f'{cfg.name}: no usable recording under {root}' + (f'; skipped: {dict(policy.report)}, e.g. '
                                   f'{next(iter(policy.report.messages.values()))[0]}' if policy.report else ''))
-    return WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
+    ds = WindowDataset(recs, names, cfg.name, policy, with_video=with_video, config=cfg, **{k: opts[k] for k in DS_OPTS if k in opts})
+    ds.subject_info = info
+    return ds
 
 def load(name, root=None, strict=False, split=None, with_video=False, **opts) -> WindowDataset:
     "Load dataset `name` from `root` as a `WindowDataset` (options: see the dataset's section and `DS_OPTS`)."

@@ -75,6 +75,8 @@ class EvalConfig:
     train_samples: int = _fs(None, 'released flag: labelled windows per class (= --shots N)')
     val_samples: int = _fs(None, 'released flag: test windows per class (= --test_per_class M)')
     shots: list = _fs(None, 'labelled windows per class (default 10 20 50 100)', nargs='+', type=int)
+    ft_shots: list = _fs(None, 'the shot counts of the end-to-end modes (finetune, finetune_full, scratch), a subset of --shots; default: '
+                         'every one of --shots (end-to-end training costs most, and a short study may keep it to the fewest shots)', nargs='+', type=int)
     folds: int = _fs(None, 'subject (group) folds; every group is tested once (default: leave one group out up to 10 groups, else 5 folds)')
     draws: int = _fs(2, 'distinct draws of the shots inside each fold (official split: draws of the shots from its training half)')
     test_per_class: int = _fs(None, 'at most this many test windows per class and fold (the paper: 20); default every window of the fold')
@@ -143,6 +145,8 @@ def _resolve(c: EvalConfig) -> EvalConfig:
     if bad := [m for m in c.mode if m not in MODES or not MODES[m].cli]: raise UsageError(f'unknown mode(s) {bad}; choose from {", ".join(mode_names())}')
     if c.folds is not None and c.folds < 2: raise UsageError(f'--folds {c.folds}: cross-validation needs at least 2 folds')
     if c.draws < 1: raise UsageError(f'--draws {c.draws}: at least one draw per fold')
+    if c.ft_shots is not None and (bad := sorted(set(c.ft_shots) - set(c.shots))):
+        raise UsageError(f'--ft_shots {bad}: not among --shots {c.shots} (the end-to-end modes run on a subset of the shot counts)')
     return c
 
 EvalConfig.resolved = _resolve

@@ -68,7 +68,8 @@ class Target:
 class Evaluate:
     "Shots, draws per fold, epochs, each method's modes, the targets and their accelerometer-only copies."
     modes: dict; targets: list; shots: list = field(default_factory=lambda: [10, 20, 50, 100]); draws: int = 1
-    epochs: int = 25; ft_epochs: int = 10; acc_targets: list = None; method_targets: dict = None; workers: int = 1
+    epochs: int = 25; ft_epochs: int = 10; ft_shots: list = None; acc_targets: list = None; method_targets: dict = None
+    mode_targets: dict = None; workers: int = 1
 
 @dataclass
 class Launch:
@@ -233,7 +234,11 @@ def validate(d: dict, source: str = 'plan', disk: bool = False) -> dict:
     _names('target', ev.targets, _check_targets(p, sources, source), f'{source}: evaluate.targets')
     for key in ('acc_targets',): _names('target', getattr(ev, key) or [], ev.targets, f'{source}: evaluate.{key}')
     for m, ts in (ev.method_targets or {}).items(): _names('target', ts, ev.targets, f'{source}: evaluate.method_targets.{m}')
+    _names('mode', list(ev.mode_targets or {}), mode_names(), f'{source}: evaluate.mode_targets')
+    for m, ts in (ev.mode_targets or {}).items(): _names('target', ts, ev.targets, f'{source}: evaluate.mode_targets.{m}')
     if any(k < 1 for k in ev.shots) or ev.draws < 1: raise UsageError(f'{source}: evaluate.shots and evaluate.draws must be at least 1')
+    if ev.ft_shots is not None and (bad := sorted(set(ev.ft_shots) - set(ev.shots))):
+        raise UsageError(f'{source}: evaluate.ft_shots {bad} are not among evaluate.shots {ev.shots}: end-to-end modes run on a subset of them')
     out = json.loads(json.dumps(d))
     return check_disk(out, source) if disk else out
 
