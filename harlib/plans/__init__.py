@@ -158,7 +158,7 @@ def _check_towers(p, source):
         if t.videomae or t.clip: _fail(source, 'towers: give folders of pretrained weights (videomae, clip) or build, not both')
 
 def _check_pretrain(p, pre, sources, source):
-    from harlib.study import METHODS
+    from harlib.plans.catalog import METHODS
     pretrained = [m for m, s in METHODS.items() if s['model']]
     methods = pre.methods if isinstance(pre.methods, (list, dict)) else _fail(source, 'pretrain.methods must be a list of methods or a mapping method -> its own recipe')
     _names('method', list(methods), pretrained, f'{source}: pretrain.methods')
@@ -172,7 +172,7 @@ def _check_pretrain(p, pre, sources, source):
 # %% ../../nbs/09c_plans.ipynb #s004
 def _check_targets(p, sources, source) -> list:
     "The plan's own targets checked against its sources and the registries; returns every target name `evaluate.targets` may use."
-    from harlib.study import TARGETS
+    from harlib.plans.catalog import TARGETS
     from harlib.evaluate.modes import mode_names
     for name, v in (p.targets or {}).items():
         at = f'targets.{name}'; t = _build(Target, v, source, at)
@@ -214,7 +214,7 @@ def _check_launch(p, source):
 def validate(d: dict, source: str = 'plan', disk: bool = False) -> dict:
     """The plan `d` checked against the schema and the registries (with `disk`, also against this machine's disk: `check_disk`);
     returns it as a plain dict (what `harlib.study.Study` runs)."""
-    from harlib.study import METHODS
+    from harlib.plans.catalog import METHODS
     from harlib.evaluate.modes import mode_names
     p = _build(Plan, d, source)
     if p.data is None and p.sources is None: _fail(source, 'missing key \'sources\': give the sources of data (or data, the synthetic corpora)')
