@@ -35,7 +35,7 @@ class Towers:
 @dataclass
 class Synthetic:
     "A synthetic corpus (`harlib.synthetic.write`) in a real layout: its people, minutes per person, population and sensor."
-    layout: str = 'ego4d'; subjects: int = 2; minutes: float = 1; population: str = 'general'; placement: str = 'head'; seed: int = None
+    layout: str = 'ego4d'; subjects: int = 2; minutes: float = 1; population: str = None; placement: str = None; seed: int = None   # None: the layout's own
 
 @dataclass
 class Source:
@@ -74,7 +74,7 @@ class Evaluate:
 @dataclass
 class Launch:
     "How pretraining is launched: processes per machine, machines, this machine's rank, the c10d rendezvous, the device, threads."
-    nproc: int = None; nnodes: int = 1; node_rank: int = None; rdzv_endpoint: str = None; rdzv_id: str = None
+    nproc: int = None; nnodes: int = None; node_rank: int = None; rdzv_endpoint: str = None; rdzv_id: str = None
     device: str = 'auto'; threads: int = None
 
 @dataclass
@@ -205,7 +205,8 @@ def _check_launch(p, source):
     for k in ('nproc', 'nnodes', 'threads'):
         v = getattr(l, k)
         if v is not None and (not isinstance(v, int) or v < 1): _fail(source, f'launch.{k} must be a whole number of at least 1, not {v!r}')
-    if l.node_rank is not None and not 0 <= l.node_rank < l.nnodes: _fail(source, f'launch.node_rank must lie in 0..{l.nnodes - 1} (launch.nnodes is {l.nnodes})')
+    if l.node_rank is not None and l.nnodes and not 0 <= l.node_rank < l.nnodes:
+        _fail(source, f'launch.node_rank must lie in 0..{l.nnodes - 1} (launch.nnodes is {l.nnodes})')
     if l.rdzv_endpoint is not None and not re.fullmatch(r'[^:\s]+:\d+', str(l.rdzv_endpoint)):
         _fail(source, f'launch.rdzv_endpoint must be HOST:PORT (the c10d rendezvous, e.g. node01:29500), not {l.rdzv_endpoint!r}')
     if not re.fullmatch(r'auto|cpu|cuda(:\d+)?', str(l.device)): _fail(source, f'launch.device: unknown device {l.device!r}; choose auto, cpu, cuda or cuda:N')

@@ -19,7 +19,7 @@ def _end_pool(pool, wait: bool):
 
 def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers: int = 2) -> dict:
     """Write the study's synthetic corpora (pretraining in the Ego4D layout, its held-out pairs from new subjects when the plan
-    has `ego4d_heldout`, targets A and B); returns their roots. With `workers` > 1 the corpora render in that many processes,
+    has `ego4d_heldout`, targets A and B; or a plan's synthetic sources, each with its `layout`); returns their roots. With `workers` > 1 the corpora render in that many processes,
     the largest first, while this process trains the video towers: what a corpus holds depends on its seed, not its process."""
     import multiprocessing as mp, signal
     from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +28,10 @@ def make_data(out, data: dict, seed: int = 0, size: int = 64, log=print, workers
     out = pathlib.Path(out) / 'data'; roots = {}
     spec = dict(ego4d=('ego4d', 'general', 'head', 1), mmea=('mmea', 'general', 'head', 2), pd=('pd', 'parkinsonian', 'chest', 3),
                 ego4d_heldout=('ego4d', 'general', 'head', 6))    # the last number seeds the subjects: every corpus has its own people
-    spec = {k: v for k, v in spec.items() if k in data}
+    spec = {k: v for k, v in spec.items() if k in data and 'layout' not in data[k]}
+    for i, (k, v) in enumerate(data.items()):   # synthetic sources of a plan's `sources`: each names its layout, population, sensor, seed
+        if k != 'towers' and 'layout' in v: spec[k] = (v['layout'], v.get('population') or ('parkinsonian' if v['layout'] == 'pd' else 'general'),
+                                                  v.get('placement') or ('chest' if v['layout'] == 'pd' else 'head'), 10 + i if v.get('seed') is None else v['seed'])
     args = {k: (layout, out / k, data[k]['subjects'], data[k]['minutes'], pop, place, seed * 100 + s, size) for k, (layout, pop, place, s) in spec.items()}
     workers = max(1, min(int(workers), len(spec), os.cpu_count() or 1))
     pool, futs, done = (ProcessPoolExecutor(workers, mp.get_context('spawn'), initializer=die_with_parent,   # workers end with this process

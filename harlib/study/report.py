@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 from ..evaluate.report import summarize, summary, comparisons, plain_reading, plot_fewshot, cell_matrix, crossed_ci, with_design
 from ..evaluate.modes import MODES, PANELS, ACC_MODES
 from ..plans.catalog import (METHODS, FLOOR_OF, OURS, ABLATIONS, TARGETS, TARGETS_BY_LABEL, BAND, run_name, seeds_of,
-                                  targets_for, expected_targets)
+                                  targets_for, expected_targets, target_spec)
 
 # %% ../../nbs/09f_study.report.ipynb #c006
 def _cell(m, s, lo=math.nan, hi=math.nan, n=0):
@@ -90,7 +90,7 @@ def gates(df, plan: dict, out) -> pd.DataFrame:
     out = pathlib.Path(out)
     e = plan['evaluate']; tg = e['targets']
     band = {TARGETS[n]['label'] for n in BAND if n in tg}; band |= {f'{b} (acc only)' for b in band}
-    heldout = [TARGETS[n]['label'] for n in tg if TARGETS[n].get('heldout')]
+    heldout = [target_spec(plan, n)['label'] for n in tg if target_spec(plan, n).get('heldout')]
     n_classes = dict.fromkeys(expected_targets(plan))
     for f in sorted((out / 'eval').glob('*/*/results.json')):
         c = json.loads(f.read_text())['config']; name = c['target_name'] or c['dataset']
