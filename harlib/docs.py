@@ -43,7 +43,7 @@ def readme_text(nb_path) -> str:
     return '<!-- generated from nbs/index.ipynb by `harlib docs --readme`: edit the notebook, not this file -->\n\n' + '\n'.join(parts)
 
 # %% ../nbs/12_docs.ipynb #c008
-SECTIONS = {'': 'Library', 'pipelines': 'Pipelines', 'analysis': 'Analysis'}
+SECTIONS = {'': 'Library', 'pipelines': 'Pipelines', 'analysis': 'Analysis', 'research': 'Research'}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} - harlib</title>
@@ -107,7 +107,12 @@ def render_body(nb, executed=False) -> str:
     from nbconvert import HTMLExporter
     node = nbformat.reads(json.dumps(_prepare(nb, executed)), as_version=4)
     body, _ = HTMLExporter(template_name='basic').from_notebook_node(node)
-    return re.sub(r'href="([^"#:]+)\.ipynb(#[^"]*)?"', lambda m: f'href="{page_name(m[1])}{m[2] or ""}"', body)
+    return re.sub(r'href="([^"#:]+)\.ipynb(#[^"]*)?"', lambda m: f'href="{_page_link(m[1])}{m[2] or ""}"', body)
+
+def _page_link(nb_link: str) -> str:
+    "A link to a notebook as a link to its page, its folder kept (`research/x.ipynb`, `../07_pretrain.ipynb`)."
+    d = nb_link.rpartition('/')[0]
+    return (d + '/' if d else '') + page_name(nb_link)
 
 # %% ../nbs/12_docs.ipynb #c013
 def page_name(nb_name: str) -> str:

@@ -75,7 +75,7 @@ MISTAKES = {  # name -> argv of one user mistake each
     'synth_existing_out': ['synth', '--out', 'junk.pt'],
     'synth_bad_size': ['synth', '--out', 'r', '--size', '2'],
     'bench_unknown_case': ['bench', 'warp'],
-    'study_unknown_plan': ['study', 'paper', '--out', 'r'],
+    'study_unknown_plan': ['study', 'papers', '--out', 'r'],
     'study_resume_and_overwrite': ['study', 'smoke', '--out', 'r', '--resume', '--overwrite'],
     'docs_wrong_root': ['docs', '--readme', '--root', 'nowhere'],
 }
