@@ -118,7 +118,7 @@ TARGETS_BY_LABEL = {t['label']: t for t in TARGETS.values()}
 
 # %% ../nbs/09_study.ipynb #c024
 from .plans import load_plan, show as show_plan, BUILTIN
-PLANS = {n: load_plan(n) for n in BUILTIN}   # the built-in plans, read from harlib/plans/*.yaml like a user's own file
+PLANS = {n: p for n in BUILTIN if (p := load_plan(n)).get('kind') != 'suite'}   # the built-in study plans, read from harlib/plans/*.yaml like a user's own file
 
 def run_name(method: str, k: int = 0) -> str:
     "The folder and step name of pretraining run `k` of `method` (run 0 keeps the method's own name)."
@@ -426,6 +426,7 @@ PLANS_HELP = f'''plans (built-in, in harlib/plans/; or the path of your own YAML
   quickstart  ours against the three baselines (IMU2CLIP, IMU-only SSL, scratch) on the targets that discriminate, with gates, one seed
   full        every method, ablation and target, with 3 pretraining seeds for ours and the pretrained baselines
   smoke       the same pipeline at toy size, for tests (a few minutes)
+  suite       your checkpoints, their floors and the ceiling on every public HAR dataset under a root (harlib.suite_study)
 When the study ends it prints its table (balanced accuracy, mean over folds and seeds, per method, target, mode and
 shots) beside the reference run's (runs/reference/<plan>) and says whether every cell lies within the
 95 % band of a rerun (from the reference's folds and seeds; at least {100 * TOLERANCE:.0f} point).'''
@@ -440,11 +441,16 @@ def _main(argv) -> int:
     ap.add_argument('--overwrite', action='store_true', help='delete an existing study folder first')
     ap.add_argument('--nproc', type=int, help="pretraining processes (default: the plan's)")
     ap.add_argument('--reference', help='finished run to compare with (default: runs/reference/<plan> of the workbook)')
+    ap.add_argument('--dry-run', action='store_true', help='say what the plan would run (a suite plan: the datasets found and skipped) and exit; writes nothing')
     a = ap.parse_args(argv)
     if not a.plan: raise UsageError(f'give a plan: {", ".join(BUILTIN)} or a YAML file; see harlib study --help')
     if a.show: print(show_plan(a.plan), end=''); return 0
     if a.resume and a.overwrite: raise UsageError('choose one of --resume and --overwrite')
     plan = load_plan(a.plan); name = a.plan if a.plan in BUILTIN else pathlib.Path(a.plan).stem
+    if plan.get('kind') == 'suite':        # the public suite on the user's disk: its own schema and runner
+        from harlib.suite_study import run_suite
+        return run_suite(plan, a.out or f'runs/{name}', a.dry_run, a.resume, a.overwrite, source=f'plan {a.plan}' if a.plan in BUILTIN else a.plan)
+    if a.dry_run: raise UsageError('--dry-run: only suite plans (kind: suite) say what they would run')
     if a.nproc: plan['nproc'] = a.nproc
     try: s = Study(a.out or f'runs/{name}', plan, a.resume, a.overwrite).run()
     except FileExistsError as e: raise UsageError(str(e)) from e

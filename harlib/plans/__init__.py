@@ -104,6 +104,8 @@ def load_plan(name) -> dict:
     p = plan_path(name)
     try: d = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e: raise UsageError(f'{p}: not valid YAML ({" ".join(str(e).split())})') from None
+    if isinstance(d, dict) and d.get('kind') == 'suite':   # a suite plan: its schema lives in harlib.suite_study
+        from harlib.suite_study import validate_plan; return validate_plan(d, str(p) if str(name) not in BUILTIN else f'plan {name}')
     return validate(d, str(p) if str(name) not in BUILTIN else f'plan {name}')
 
 def show(name) -> str:
