@@ -279,7 +279,10 @@ def load_plan(name, disk: bool = False) -> dict:
     p = plan_path(name)
     try: d = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e: raise UsageError(f'{p}: not valid YAML ({" ".join(str(e).split())})') from None
-    return validate(d, str(p) if str(name) not in BUILTIN else f'plan {name}', disk)
+    source = str(p) if str(name) not in BUILTIN else f'plan {name}'
+    if isinstance(d, dict) and d.get('kind') == 'suite':   # a suite plan: its schema (and its disk check, when it runs) live in harlib.suite_study
+        from harlib.suite_study import validate_plan; return validate_plan(d, source)
+    return validate(d, source, disk)
 
 def show(name) -> str:
     "The text of plan `name` (comments included)."

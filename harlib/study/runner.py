@@ -18,7 +18,7 @@ from . import report
 from .report import TOLERANCE, reference_report
 
 # %% ../../nbs/09g_study.runner.ipynb #u005
-PLANS = {n: load_plan(n) for n in BUILTIN}   # the built-in plans, read from harlib/plans/*.yaml like a user's own file
+PLANS = {n: p for n in BUILTIN if (p := load_plan(n)).get('kind') != 'suite'}   # the built-in study plans, read from harlib/plans/*.yaml like a user's own file
 
 # %% ../../nbs/09g_study.runner.ipynb #u007
 def workbook_root() -> pathlib.Path:
@@ -294,6 +294,7 @@ PLANS_HELP = f'''plans (built-in, in harlib/plans/; or the path of your own YAML
   quickstart  ours against the three baselines (IMU2CLIP, IMU-only SSL, scratch) on the targets that discriminate, with gates, one seed
   full        every method, ablation and target, with 3 pretraining seeds for ours and the pretrained baselines
   smoke       the same pipeline at toy size, for tests (a few minutes)
+  suite       your checkpoints, their floors and the ceiling on every public HAR dataset under a root (harlib.suite_study)
   paper       the paper's configuration on your copies of Ego4D, MMEA and PD (edit its roots; try --dry-run first)
 When the study ends it prints its table (balanced accuracy, mean over folds and seeds, per method, target, mode and
 shots) beside the reference run's (runs/reference/<plan>) and says whether every cell lies within the
@@ -316,6 +317,9 @@ def _main(argv) -> int:
     if a.show: print(show_plan(a.plan), end=''); return 0
     if a.resume and a.overwrite: raise UsageError('choose one of --resume and --overwrite')
     plan = load_plan(a.plan, disk=True); name = a.plan if a.plan in BUILTIN else pathlib.Path(a.plan).stem
+    if plan.get('kind') == 'suite':        # the public suite on the user's disk: its own schema and runner
+        from harlib.suite_study import run_suite
+        return run_suite(plan, a.out or f'runs/{name}', a.dry_run, a.resume, a.overwrite, source=f'plan {a.plan}' if a.plan in BUILTIN else a.plan)
     if a.nproc: plan['nproc'] = a.nproc; plan.get('launch', {}).pop('nproc', None)
     if a.dry_run: print(dry_run(plan, a.out or f'runs/{name}', a.bench)); return 0
     try: s = Study(a.out or f'runs/{name}', plan, a.resume, a.overwrite).run()
