@@ -180,7 +180,7 @@ def clean_stale(dst) -> int:
 def _pool(workers):
     if workers == 0: return contextlib.nullcontext()
     import multiprocessing as mp
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context('fork'))
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context('forkserver'))   # not fork: see harlib.qc.run._pool (PyAV's threads)
 
 # %% ../../nbs/14b_prepare.ego4d.ipynb #c022
 def prepare_ego4d(src, dst, workers: int = 1, video: bool = False, size: int = 224, fps: int = 10, gop: int = 5,
